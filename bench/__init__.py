@@ -1,0 +1,1 @@
+"""evcam benchmarks: `make bench` runs every bench_*.py module here and reports ratios."""

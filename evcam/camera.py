@@ -1,0 +1,224 @@
+"""The camera runtime: `Polaroid`, the base class of every camera.
+
+API-compatible with `celery.events.snapshot.Polaroid`, with three deliberate fixes:
+
+- **Snapshots never stall ingestion.** `capture()` asks the state for a consistent copy
+  (`state.snapshot()`, which holds the state lock only while copying) and runs the camera on the
+  copy; events keep flowing into the live state while `on_shutter` writes to a slow database.
+- **Nothing is lost.** Only after `on_shutter` returned without raising is the shot *stored*:
+  `stored_signal` is sent (`sender=state, snapshot=snapshot`) and, with `clear_after`, the state
+  forgets exactly what the snapshot showed (`state.clear_shown(snapshot)`), so an event that
+  arrived during the shot stays. A camera that raises, or a shot `maxrate` skipped, clears
+  nothing: the next shot shows it again. Errors are logged with their traceback and counted.
+- **The final snapshot is always taken.** `cancel()` captures once more, directly (serialised
+  with a capture that may be running on the timer thread), then no capture runs after it.
+
+Counters for the status line and tests (read them from any thread): `shots` (stored shots),
+`errors` (shots whose camera or snapshot raised), `skipped` (shots refused by `maxrate`),
+`last_shot_at` (epoch seconds of the last stored shot, or None), `last_duration` (seconds the last
+shot took, snapshot included), `last_error` (repr of the last error, or None), `cleanups`,
+`cleanup_errors`; `stats` returns them all as a dict.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import structlog
+
+from evcam.rate import maxrate_bucket
+from evcam.signal import Signal
+from evcam.timer import Entry, Timer
+
+__all__ = ["Polaroid"]
+
+logger = structlog.get_logger(__name__)
+
+
+class Polaroid:
+    """Record snapshots of the cluster state: subclass it and override `on_shutter(state)`."""
+
+    #: The timer shared by instances that are given none (None: each instance makes its own).
+    timer: Any = None
+    #: Sent before `on_shutter` with `sender=state` (the live state) and `snapshot=` the copy.
+    shutter_signal = Signal(name="shutter_signal", providing_args={"state", "snapshot"})
+    #: Sent before `on_cleanup` with `sender=state`.
+    cleanup_signal = Signal(name="cleanup_signal")
+    #: Sent after `on_shutter` returned, with `sender=state, snapshot=snapshot`.
+    stored_signal = Signal(name="stored_signal", providing_args={"snapshot"})
+    #: Forget what each stored shot showed (ready tasks, workers), to keep the state small.
+    clear_after = False
+
+    _tref: Entry | None = None
+    _ctref: Entry | None = None
+
+    def __init__(
+        self,
+        state: Any,
+        freq: float = 1.0,
+        maxrate: str | float | None = None,
+        cleanup_freq: float = 3600.0,
+        timer: Any = None,
+        app: Any = None,
+    ) -> None:
+        if not callable(getattr(state, "snapshot", None)):
+            raise TypeError(
+                f"{type(self).__name__} needs a state with snapshot() (evcam.State), "
+                f"got {type(state).__name__}"
+            )
+        for name, value in (("freq", freq), ("cleanup_freq", cleanup_freq)):
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        self.app = app
+        self.state = state
+        self.freq = float(freq)
+        self.cleanup_freq = float(cleanup_freq)
+        # `is None`, not truthiness: kombu's Timer is falsy while its queue is empty.
+        if timer is None:
+            timer = self.timer
+        self._own_timer = timer is None
+        self.timer = Timer() if timer is None else timer
+        self.logger = logger
+        self.maxrate = maxrate_bucket(maxrate)  # touched only under _capture_lock
+        # Re-entrant: cancel() holds it across its final capture() call.
+        self._capture_lock = threading.RLock()
+        self._cancelled = False
+        self.shots = 0
+        self.errors = 0
+        self.skipped = 0
+        self.cleanups = 0
+        self.cleanup_errors = 0
+        self.last_shot_at: float | None = None
+        self.last_duration: float | None = None
+        self.last_error: str | None = None
+
+    # -- hooks a camera overrides ----------------------------------------------------------
+
+    def on_shutter(self, state: Any) -> None:
+        """Store `state`, a consistent snapshot with the read API of `evcam.State`."""
+
+    def on_cleanup(self) -> None:
+        """Periodic maintenance (every `cleanup_freq` seconds), e.g. expiring old rows."""
+
+    # -- the runtime -------------------------------------------------------------------------
+
+    def install(self) -> None:
+        """Schedule `capture` every `freq` seconds and `cleanup` every `cleanup_freq` seconds."""
+        if self._cancelled:
+            raise RuntimeError(f"{type(self).__name__} was cancelled; make a new camera")
+        if self._tref is not None:
+            return
+        self._tref = self.timer.call_repeatedly(self.freq, self.capture)
+        self._ctref = self.timer.call_repeatedly(self.cleanup_freq, self.cleanup)
+
+    def cleanup(self) -> None:
+        """Send `cleanup_signal` and run `on_cleanup`; an error is logged and counted."""
+        logger.debug("camera.cleanup", camera=type(self).__name__)
+        try:
+            self.cleanup_signal.send(sender=self.state)
+            self.on_cleanup()
+        except Exception as exc:
+            self.cleanup_errors += 1
+            logger.exception("camera.cleanup_failed", camera=type(self).__name__)
+            self.last_error = repr(exc)
+        else:
+            self.cleanups += 1
+
+    def shutter(self, snapshot: Any = None) -> bool:
+        """Show a snapshot to the camera unless `maxrate` refuses; return whether it was shown.
+
+        Exceptions from `on_shutter` propagate (`capture()` logs and counts them).
+        """
+        if snapshot is None:
+            snapshot = self.state.snapshot()
+        if self.maxrate is not None and not self.maxrate.can_consume():
+            self.skipped += 1
+            logger.debug("camera.shot_skipped", camera=type(self).__name__, reason="maxrate")
+            return False
+        logger.debug(
+            "camera.shutter",
+            camera=type(self).__name__,
+            tasks=len(snapshot.tasks),
+            workers=len(snapshot.workers),
+        )
+        self.shutter_signal.send(sender=self.state, snapshot=snapshot)
+        self.on_shutter(snapshot)
+        return True
+
+    def capture(self) -> bool:
+        """Take one shot: snapshot, shutter, then store (signal and clear); return if stored."""
+        with self._capture_lock:
+            if self._cancelled:  # the final capture already ran
+                return False
+            started = time.monotonic()
+            snapshot = None
+            try:
+                snapshot = self.state.snapshot()
+                if not self.shutter(snapshot):
+                    return False
+            except Exception as exc:
+                self._count_error(exc, "camera.shutter_failed", snapshot)
+                return False
+            finally:
+                self.last_duration = time.monotonic() - started
+            self.stored_signal.send(sender=self.state, snapshot=snapshot)
+            if self.clear_after:
+                try:
+                    self.state.clear_shown(snapshot)
+                except Exception as exc:
+                    self._count_error(exc, "camera.clear_failed", snapshot)
+                    return False
+            self.shots += 1
+            self.last_shot_at = time.time()
+            return True
+
+    def _count_error(self, exc: Exception, event: str, snapshot: Any) -> None:
+        self.errors += 1
+        self.last_error = repr(exc)
+        logger.exception(
+            event,
+            camera=type(self).__name__,
+            errors=self.errors,
+            tasks=None if snapshot is None else len(snapshot.tasks),
+        )
+
+    def cancel(self) -> None:
+        """Take the final snapshot, then stop both timers; calling it again does nothing."""
+        with self._capture_lock:
+            if self._cancelled:
+                return
+            for entry in (self._tref, self._ctref):
+                if entry is not None:
+                    entry.cancel()
+            try:
+                self.capture()
+            finally:
+                self._cancelled = True
+        # Outside the lock: the timer thread may be waiting for it before it can be joined.
+        if self._own_timer:
+            self.timer.stop()
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return {
+            "shots": self.shots,
+            "errors": self.errors,
+            "skipped": self.skipped,
+            "cleanups": self.cleanups,
+            "cleanup_errors": self.cleanup_errors,
+            "last_shot_at": self.last_shot_at,
+            "last_duration": self.last_duration,
+            "last_error": self.last_error,
+        }
+
+    def __enter__(self) -> Polaroid:
+        self.install()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.cancel()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} freq={self.freq} shots={self.shots} errors={self.errors}>"

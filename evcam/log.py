@@ -1,0 +1,179 @@
+"""Logging: structlog rendered through stdlib `logging`, so kombu's and amqp's records share it.
+
+Configured once, after daemonizing (handlers opened before the fork would be closed by it).
+JSON lines go to a logfile or a pipe; a TTY gets readable console output. Known secrets are
+redacted from every record, structlog's and foreign ones alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_HANDLER_NAME = "evcam"
+
+
+def parse_level(value: str | int) -> int:
+    """'info', 'INFO', 20 -> 20; 0 means the default (WARNING, as in Celery); ValueError else."""
+    if isinstance(value, int):
+        return value or logging.WARNING
+    name = value.strip().upper()
+    if name == "WARN":
+        name = "WARNING"
+    if name.isdigit():
+        return int(name) or logging.WARNING
+    if name not in LEVELS:
+        raise ValueError(f"unknown log level {value!r}; use one of {', '.join(LEVELS)}")
+    return logging.getLevelName(name)
+
+
+class Redactor:
+    """Processor that replaces every known secret in string values with `***`."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self.secrets = [s for s in secrets if s]
+
+    def __call__(self, logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
+        if not self.secrets:
+            return event_dict
+        for key, value in event_dict.items():
+            if isinstance(value, str):
+                for secret in self.secrets:
+                    if secret in value:
+                        value = value.replace(secret, "***")
+                event_dict[key] = value
+        return event_dict
+
+
+class StaticContext:
+    """Processor adding fixed fields and the current pid to every record.
+
+    A processor (rather than contextvars) so the timer thread's records carry them too:
+    new threads start with an empty context.
+    """
+
+    def __init__(self, **fields: Any) -> None:
+        self.fields = fields
+
+    def __call__(self, logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
+        for key, value in self.fields.items():
+            event_dict.setdefault(key, value)
+        event_dict.setdefault("pid", os.getpid())
+        return event_dict
+
+
+class Logging:
+    """The configured logging of a run: one handler, and `reopen()` for SIGHUP."""
+
+    def __init__(self, handler: logging.Handler, redirect_stderr: bool) -> None:
+        self.handler = handler
+        self.redirect_stderr = redirect_stderr
+
+    def reopen(self) -> None:
+        """Reopen the logfile (after logrotate moved it); a no-op for stream handlers."""
+        handler = self.handler
+        if not isinstance(handler, logging.FileHandler):
+            return
+        handler.acquire()
+        try:
+            old = handler.stream
+            handler.stream = handler._open()
+            if old is not None:
+                old.close()
+            if isinstance(handler, logging.handlers.WatchedFileHandler):
+                handler._statstream()
+            if self.redirect_stderr:
+                os.dup2(handler.stream.fileno(), 2)
+        finally:
+            handler.release()
+
+    def close(self) -> None:
+        logging.getLogger().removeHandler(self.handler)
+        self.handler.close()
+
+
+def _redacting(renderer: Processor, redactor: Redactor) -> Processor:
+    def render(logger: WrappedLogger, name: str, event_dict: EventDict) -> Any:
+        line = renderer(logger, name, event_dict)
+        if isinstance(line, str):
+            for secret in redactor.secrets:
+                line = line.replace(secret, "***")
+        return line
+
+    return render
+
+
+def _renderer(log_format: str, stream: TextIO | None) -> Processor:
+    tty = stream is not None and hasattr(stream, "isatty") and stream.isatty()
+    if log_format == "console" or (log_format == "auto" and tty):
+        return structlog.dev.ConsoleRenderer(colors=tty)
+    return structlog.processors.JSONRenderer()
+
+
+def configure(
+    level: int = logging.INFO,
+    logfile: str | None = None,
+    log_format: str = "auto",
+    secrets: Iterable[str] = (),
+    context: dict[str, Any] | None = None,
+    stream: TextIO | None = None,
+    redirect_stderr: bool = False,
+) -> Logging:
+    """Route structlog and stdlib logging to one handler: a WatchedFileHandler or a stream."""
+    if logfile:
+        handler: logging.Handler = logging.handlers.WatchedFileHandler(logfile, encoding="utf-8")
+        target = None  # a file is never a TTY: auto means JSON
+    else:
+        target = stream if stream is not None else sys.stderr
+        handler = logging.StreamHandler(target)
+    handler.set_name(_HANDLER_NAME)
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        StaticContext(**(context or {})),
+        structlog.processors.StackInfoRenderer(),
+        Redactor(secrets),
+    ]
+    renderer = _renderer(log_format, target)
+    final: list[Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
+    if isinstance(renderer, structlog.processors.JSONRenderer):
+        final.append(structlog.processors.dict_tracebacks)
+    # Redact the rendered line too: tracebacks are only rendered here.
+    final.append(_redacting(renderer, Redactor(secrets)))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=final)
+    )
+
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(level)
+    # py-amqp is chatty below WARNING; its frames are only interesting when debugging.
+    logging.getLogger("amqp").setLevel(logging.DEBUG if level <= logging.DEBUG else logging.WARNING)
+    logging.captureWarnings(True)
+
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    if redirect_stderr and logfile:
+        os.dup2(handler.stream.fileno(), 2)  # uncaught tracebacks land in the logfile too
+    return Logging(handler, redirect_stderr and bool(logfile))

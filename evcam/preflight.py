@@ -1,0 +1,255 @@
+"""Checks that run before any fork, so that every configuration error is reported by the process
+the user (or cron, or systemd) started: one line naming the option, and a documented exit code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import sys
+from collections.abc import Callable
+from types import MappingProxyType
+from typing import Any
+
+from evcam import exitcodes
+from evcam.pidlock import GarbagePidfile, PidLockError, probe
+from evcam.settings import Settings
+
+RESERVED_OPTIONS = frozenset({"state", "freq", "maxrate", "cleanup_freq", "timer", "app"})
+
+
+class PreflightError(Exception):
+    """A configuration problem found before starting; `str()` is the line to print."""
+
+    def __init__(self, option: str, message: str, exit_code: int = exitcodes.CONFIG) -> None:
+        super().__init__(f"{option}: {message}")
+        self.option = option
+        self.exit_code = exit_code
+
+
+class AlreadyRunning(PreflightError):
+    """Another live instance holds the pidfile lock."""
+
+    def __init__(self, pidfile: str, pid: int | None, exit_code: int) -> None:
+        who = f"pid {pid}" if pid else "another process"
+        super().__init__("--pidfile", f"evcam is already running as {who} ({pidfile})", exit_code)
+        self.pid = pid
+
+
+def load_camera(spec: str | type) -> Callable[..., Any]:
+    """Resolve `pkg.mod.Class` or `pkg.mod:Class` (or a class itself) to the camera class."""
+    if not isinstance(spec, str):
+        if not callable(spec):
+            raise PreflightError("--camera", f"{spec!r} is not a class")
+        return spec
+    if ":" in spec:
+        module_name, _, attr_path = spec.partition(":")
+    else:
+        module_name, _, attr_path = spec.rpartition(".")
+    valid = (
+        module_name
+        and attr_path
+        and all(part.isidentifier() for part in [*module_name.split("."), *attr_path.split(".")])
+    )
+    if not valid:
+        raise PreflightError(
+            "--camera",
+            f"{spec!r} is not a dotted path like 'pkg.module.Class' or 'pkg.module:Class'",
+        )
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise PreflightError("--camera", f"cannot import module {module_name!r}: {exc}") from exc
+    except Exception as exc:  # the module itself is broken: say how
+        raise PreflightError(
+            "--camera", f"importing {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    for attr in attr_path.split("."):
+        try:
+            target = getattr(target, attr)
+        except AttributeError:
+            raise PreflightError(
+                "--camera", f"module {module_name!r} has no attribute {attr_path!r}"
+            ) from None
+    if not callable(target):
+        raise PreflightError("--camera", f"{spec!r} is not a class")
+    return target
+
+
+class IdleTimer:
+    """A timer that schedules nothing: cameras built only to check their options never run."""
+
+    class _Entry:
+        def __call__(self) -> None:
+            pass
+
+        def cancel(self) -> None:
+            pass
+
+    def call_repeatedly(self, *args: Any, **kwargs: Any) -> _Entry:
+        return self._Entry()
+
+    def stop(self) -> None:
+        pass
+
+
+def camera_kwargs(settings: Settings, timer: Any) -> dict[str, Any]:
+    """Keyword arguments for `Camera(state, **kwargs)`; Celery's Polaroid also gets `app`."""
+    kwargs: dict[str, Any] = {
+        "freq": settings.freq,
+        "maxrate": settings.maxrate,
+        "cleanup_freq": settings.cleanup_freq,
+        "timer": timer,
+        **settings.camera_options,
+    }
+    if settings.app is not None:
+        kwargs["app"] = settings.app
+    return kwargs
+
+
+def check_camera(cls: Callable[..., Any], settings: Settings) -> None:
+    """Construct the camera once with an idle timer, so a constructor error stops us here."""
+    from evcam.state import State
+
+    state = State(
+        max_workers_in_memory=settings.max_workers, max_tasks_in_memory=settings.max_tasks
+    )
+    name = getattr(cls, "__qualname__", repr(cls))
+    try:
+        cls(state, **camera_kwargs(settings, IdleTimer()))
+    except Exception as exc:
+        option = "--camera-option" if isinstance(exc, TypeError) else "--camera"
+        raise PreflightError(
+            option, f"{name}(...) raised {type(exc).__name__}: {exc}", exitcodes.CONFIG
+        ) from exc
+
+
+def check_rate(option: str, value: str | None) -> None:
+    if value is None:
+        return
+    from evcam.rate import RateError, parse_maxrate
+
+    try:
+        parse_maxrate(value)
+    except (RateError, ValueError, TypeError) as exc:
+        raise PreflightError(option, str(exc)) from exc
+
+
+def absolute_sqlite_url(url: str, base: str) -> str:
+    """`sqlite:///rel.db` -> `sqlite:////base/rel.db`; other URLs unchanged.
+
+    Relative SQLite paths would otherwise land in `/` after the daemon's chdir.
+    """
+    for prefix in ("sqlite:///", "sqlite+pysqlite:///", "sqlite+aiosqlite:///"):
+        if url.startswith(prefix):
+            path, sep, query = url[len(prefix) :].partition("?")
+            if not path or path.startswith("/") or path == ":memory:":
+                return url
+            return prefix + os.path.join(base, path) + sep + query
+    return url
+
+
+def _option_defaults(cls: Callable[..., Any]) -> dict[str, Any]:
+    """String defaults of the camera's keyword parameters, plus `url` from a module-level
+    `DEFAULT_URL` for cameras that take `**options` (evcam.cameras.sql does)."""
+    defaults: dict[str, Any] = {}
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        parameters = {}  # type: ignore[assignment]
+    for name, parameter in parameters.items():
+        if isinstance(parameter.default, str):
+            defaults[name] = parameter.default
+    module_url = getattr(sys.modules.get(getattr(cls, "__module__", "")), "DEFAULT_URL", None)
+    if isinstance(module_url, str):
+        defaults.setdefault("url", module_url)
+    return defaults
+
+
+def resolve_camera_options(cls: Callable[..., Any], options: dict[str, Any]) -> dict[str, Any]:
+    """Make every relative SQLite URL among the options (and the camera's defaults) absolute."""
+    base = os.getcwd()
+    resolved = {
+        key: absolute_sqlite_url(value, base) if isinstance(value, str) else value
+        for key, value in options.items()
+    }
+    for name, default in _option_defaults(cls).items():
+        absolute = absolute_sqlite_url(default, base)
+        if name not in resolved and absolute != default:
+            resolved[name] = absolute
+    return resolved
+
+
+def _parent_dir(option: str, path: str) -> str:
+    directory = os.path.dirname(path) or "."
+    if not os.path.isdir(directory):
+        raise PreflightError(option, f"directory {directory} does not exist", exitcodes.CANTCREAT)
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise PreflightError(option, f"directory {directory} is not writable", exitcodes.CANTCREAT)
+    return directory
+
+
+def check_logfile(path: str) -> None:
+    _parent_dir("--logfile", path)
+    if os.path.isdir(path):
+        raise PreflightError("--logfile", f"{path} is a directory", exitcodes.CANTCREAT)
+    try:  # creating it here is what the daemon would do first anyway
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        raise PreflightError(
+            "--logfile", f"cannot open {path}: {exc.strerror}", exitcodes.CANTCREAT
+        ) from exc
+
+
+def check_pidfile(path: str, detach: bool) -> None:
+    """Refuse garbage and unwritable locations; report a live holder as AlreadyRunning."""
+    _parent_dir("--pidfile", path)
+    if os.path.isdir(path):
+        raise PreflightError("--pidfile", f"{path} is a directory", exitcodes.CANTCREAT)
+    try:
+        found = probe(path)
+    except GarbagePidfile as exc:
+        raise PreflightError("--pidfile", str(exc), exitcodes.CANTCREAT) from exc
+    except (PidLockError, OSError) as exc:
+        raise PreflightError("--pidfile", f"cannot use {path}: {exc}", exitcodes.CANTCREAT) from exc
+    if found.held:
+        raise AlreadyRunning(path, found.pid, exitcodes.OK if detach else exitcodes.TEMPFAIL)
+
+
+def _absolute(path: str | None) -> str | None:
+    return os.path.abspath(os.path.expanduser(path)) if path else None
+
+
+def preflight(settings: Settings) -> Settings:
+    """Check everything that can be checked without forking; return the resolved settings."""
+    if settings.freq <= 0:
+        raise PreflightError("--frequency", f"must be > 0, not {settings.freq}", exitcodes.USAGE)
+    if settings.cleanup_freq <= 0:
+        raise PreflightError(
+            "--cleanup-freq", f"must be > 0, not {settings.cleanup_freq}", exitcodes.USAGE
+        )
+    reserved = RESERVED_OPTIONS & set(settings.camera_options)
+    if reserved:
+        raise PreflightError(
+            "--camera-option", f"{sorted(reserved)[0]!r} is set by evcam itself", exitcodes.USAGE
+        )
+    check_rate("--maxrate", settings.maxrate)
+    cls = load_camera(settings.camera)
+    options = resolve_camera_options(cls, dict(settings.camera_options))
+    resolved = settings.replace(
+        camera=cls,
+        camera_options=MappingProxyType(options),
+        logfile=_absolute(settings.logfile),
+        pidfile=_absolute(settings.pidfile),
+        workdir=_absolute(settings.workdir),
+    )
+    if resolved.workdir and not os.path.isdir(resolved.workdir):
+        raise PreflightError("--workdir", f"{resolved.workdir} is not a directory")
+    check_camera(cls, resolved)
+    if resolved.logfile:
+        check_logfile(resolved.logfile)
+    if resolved.pidfile:
+        check_pidfile(resolved.pidfile, resolved.detach)
+    return resolved

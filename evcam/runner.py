@@ -1,0 +1,233 @@
+"""Wiring: preflight, daemonize, then State + camera + Receiver on the main loop.
+
+`run(settings)` is what the command line calls; `evcam(camera, freq=..., ...)` is the
+programmatic entry point with the signature of Celery's `celery.events.snapshot.evcam`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from functools import partial
+from types import MappingProxyType
+from typing import Any
+
+import structlog
+
+from evcam import __version__, exitcodes
+from evcam import log as logsetup
+from evcam.daemon import Signals, start
+from evcam.log import parse_level
+from evcam.preflight import AlreadyRunning, PreflightError, camera_kwargs, preflight
+from evcam.settings import Settings, mask_url, url_host, url_secrets
+from evcam.systemd import Notifier
+
+logger = structlog.get_logger(__name__)
+
+
+def run(settings: Settings) -> int:
+    """Check, daemonize if asked, record until SIGTERM/SIGINT; return the exit code.
+
+    Configuration errors print one line on stderr (from the process that was started, before
+    any fork) and return their code; with `--detach`, an instance that already runs is success.
+    """
+    try:
+        resolved = preflight(settings)
+    except AlreadyRunning as exc:
+        if exc.exit_code != exitcodes.OK:
+            print(f"evcam: {exc}", file=sys.stderr)
+        return exc.exit_code  # --detach: silent, so that cron mails nothing
+    except PreflightError as exc:
+        print(f"evcam: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return start(resolved, partial(serve, resolved))
+
+
+def evcam(
+    camera: str | type,
+    freq: float = 1.0,
+    maxrate: str | None = None,
+    loglevel: int | str = 0,
+    logfile: str | None = None,
+    pidfile: str | None = None,
+    timer: Any = None,
+    app: Any = None,
+    **kwargs: Any,
+) -> int:
+    """Record snapshots with `camera` until SIGTERM/SIGINT, in this process (blocking).
+
+    `kwargs` are further Settings fields (`broker`, `exchange`, `camera_options`, ...). With a
+    Celery `app`, its broker URL and event exchange are the defaults and cameras receive it.
+    Raises PreflightError for a bad configuration; returns the exit code otherwise.
+    """
+    if app is not None:
+        conf = app.conf
+        kwargs.setdefault("broker", conf.broker_read_url or conf.broker_url)
+        kwargs.setdefault("exchange", conf.event_exchange)
+    options = kwargs.pop("camera_options", {})
+    settings = Settings(
+        camera=camera,
+        freq=freq,
+        maxrate=maxrate,
+        loglevel=parse_level(loglevel),
+        logfile=logfile,
+        pidfile=pidfile,
+        timer=timer,
+        app=app,
+        camera_options=MappingProxyType(dict(options)),
+        **kwargs,
+    )
+    resolved = preflight(settings)  # AlreadyRunning too is an error here
+    return start(resolved, partial(serve, resolved))
+
+
+class Status:
+    """The periodic one-line status, and the STATUS= text for systemd."""
+
+    def __init__(self, receiver: Any, camera: Any, state: Any, interval: float) -> None:
+        self.receiver, self.camera, self.state = receiver, camera, state
+        self.interval = interval
+        self._last_at = time.monotonic()
+        self._last_events = 0
+
+    def counters(self) -> dict[str, Any]:
+        stats = _as_dict(getattr(self.receiver, "stats", None))
+        camera = _as_dict(getattr(self.camera, "stats", None))
+        return {
+            "events": stats.get("events", stats.get("received", 0)) or 0,
+            "rejected": stats.get("rejected", 0),
+            "reconnects": stats.get("reconnects", 0),
+            "tasks": len(getattr(self.state, "tasks", ())),
+            "workers": len(getattr(self.state, "workers", ())),
+            "shots": camera.get("shots", getattr(self.camera, "shots", None)),
+            "camera_errors": camera.get("errors", getattr(self.camera, "errors", None)),
+            "last_shot_at": camera.get("last_shot_at"),
+        }
+
+    def text(self, counters: dict[str, Any]) -> str:
+        return (
+            f"{counters['events']} events, {counters['tasks']} tasks, "
+            f"{counters['workers']} workers, {counters['shots']} shots, "
+            f"{counters['camera_errors']} camera errors, {counters['reconnects']} reconnects"
+        )
+
+    def due(self) -> bool:
+        return time.monotonic() - self._last_at >= self.interval
+
+    def line(self) -> dict[str, Any]:
+        """Counters since the last line, with the event rate; resets the interval."""
+        now = time.monotonic()
+        counters = self.counters()
+        elapsed = max(now - self._last_at, 1e-9)
+        counters["events_per_sec"] = round((counters["events"] - self._last_events) / elapsed, 2)
+        self._last_at, self._last_events = now, counters["events"]
+        return counters
+
+
+def _as_dict(stats: Any) -> dict[str, Any]:
+    if stats is None:
+        return {}
+    if isinstance(stats, dict):
+        return stats
+    if hasattr(stats, "_asdict"):
+        return stats._asdict()
+    if hasattr(stats, "__dict__"):
+        return dict(vars(stats))
+    return {}
+
+
+def serve(settings: Settings, signals: Signals) -> int:
+    """The daemon proper (after the fork): log setup, then the main loop until stopped."""
+    logging_ = logsetup.configure(
+        level=settings.loglevel,
+        logfile=settings.logfile,
+        log_format=settings.log_format,
+        secrets=url_secrets(settings.broker),
+        context={"camera": settings.camera_name, "broker": url_host(settings.broker)},
+        redirect_stderr=settings.detach,
+    )
+    logger.info("evcam.starting", version=__version__, **settings.describe())
+    notifier = Notifier()
+    try:
+        return _record(settings, signals, notifier, logging_)
+    except Exception:
+        logger.exception("evcam.crashed")
+        return exitcodes.SOFTWARE
+    finally:
+        notifier.close()
+        logging_.close()
+
+
+def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: Any) -> int:
+    from evcam.receiver import Receiver
+    from evcam.state import State
+    from evcam.timer import Timer
+
+    state = State(
+        max_workers_in_memory=settings.max_workers, max_tasks_in_memory=settings.max_tasks
+    )
+    timer = settings.timer if settings.timer is not None else Timer()
+    own_timer = settings.timer is None
+    camera_class: Callable[..., Any] = settings.camera  # type: ignore[assignment]
+    try:
+        camera = camera_class(state, **camera_kwargs(settings, timer))
+    except Exception:
+        logger.exception("evcam.camera_failed")
+        if own_timer:
+            timer.stop()
+        return exitcodes.CONFIG
+    receiver = Receiver(
+        state,
+        settings.broker,
+        exchange=settings.exchange,
+        routing_key=settings.routing_key,
+        queue=settings.queue,
+        queue_prefix=settings.queue_prefix,
+        queue_ttl=settings.queue_ttl,
+        queue_expires=settings.queue_expires,
+        queue_max_length=settings.queue_max_length,
+        wakeup=settings.wakeup,
+        heartbeat=settings.heartbeat,
+    )
+    status = Status(receiver, camera, state, settings.status_interval)
+    broker = mask_url(settings.broker)
+
+    def on_ready() -> None:
+        logger.info("evcam.consuming", exchange=settings.exchange)
+        notifier.ready(f"consuming from {broker}")
+
+    def on_iteration() -> None:
+        notifier.watchdog()
+        if signals.reopen:
+            signals.reopen = False
+            logging_.reopen()
+            logger.info("evcam.log_reopened", logfile=settings.logfile)
+        if status.due():
+            counters = status.line()
+            logger.info("evcam.status", **counters)
+            notifier.status(status.text(counters))
+
+    def on_connection_error(exc: BaseException, interval: float) -> None:
+        logger.warning("evcam.broker_unreachable", error=str(exc), retry_in=interval)
+        notifier.status(f"reconnecting in {interval:.0f}s: {exc}")
+        notifier.watchdog()  # retrying forever is evcam's policy, not a hang
+
+    receiver.on_ready = on_ready
+    receiver.on_iteration = on_iteration
+    receiver.on_connection_error = on_connection_error
+    signals.attach(receiver)
+    camera.install()
+    try:
+        if not signals.stop:
+            receiver.run()
+    finally:
+        notifier.stopping()
+        logger.info("evcam.stopping", signal=signals.stop_signal)
+        try:
+            camera.cancel()  # the final snapshot
+        finally:
+            if own_timer:
+                timer.stop()
+    logger.info("evcam.stopped", **status.line())
+    return exitcodes.OK

@@ -1,0 +1,617 @@
+"""The SQL task-history camera: evcam's default camera (SQLAlchemy Core; SQLite or PostgreSQL).
+
+Every shot writes, in one transaction, the tasks and workers that changed since the last shot
+that was *stored* (the camera remembers the snapshot ``seq`` of its last committed shot, so a
+shot that fails because the database is down or locked is simply written by a later one).
+Rows are upserted in batches with ``INSERT ... ON CONFLICT DO UPDATE``, and the update is
+guarded in SQL so that a stored row never moves backwards:
+
+* A task's state is replaced only by a state of equal or higher precedence
+  (``evcam.states.PRECEDENCE``). RETRY is the loop of a retried task, as in Celery: any state
+  may follow a stored RETRY, and RETRY may replace any state that is not ready; unlike Celery,
+  a late RETRY never replaces SUCCESS, FAILURE or REVOKED.
+* A field the incoming row lacks (NULL) never blanks a stored one. When the incoming state
+  loses, its fields only fill the stored row's gaps.
+
+Retention (``on_cleanup``) deletes tasks by state group once their last event is older than
+``expire_success`` (SUCCESS, default 1 day), ``expire_error`` (FAILURE and REVOKED, 3 days) or
+``expire_pending`` (every other state: unfinished, retried, rejected, custom; 5 days).
+
+Camera options (``--camera-option KEY=VALUE``): ``url`` (default ``sqlite:///evcam.sqlite3``),
+``table_prefix`` (default ``evcam_``), ``timeout`` (seconds a shot waits for a locked SQLite
+database or for a PostgreSQL connection, default 5), and the three ``expire_*`` options, each
+seconds or a duration such as ``90m``, ``12h``, ``3d``, ``2w``; ``0`` or ``never`` disables it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import structlog
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Double,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    and_,
+    case,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    literal_column,
+    not_,
+    or_,
+    select,
+)
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from evcam.camera import Polaroid
+from evcam.states import FAILURE, READY_STATES, RETRY, REVOKED, SUCCESS, precedence
+
+logger = structlog.get_logger(__name__)
+
+SCHEMA_VERSION = 1
+DEFAULT_URL = "sqlite:///evcam.sqlite3"
+DEFAULT_PREFIX = "evcam_"
+
+#: Retention groups: the states each ``expire_*`` option covers (``None``: every other state).
+EXPIRE_GROUPS: dict[str, frozenset[str] | None] = {
+    "expire_success": frozenset({SUCCESS}),
+    "expire_error": frozenset({FAILURE, REVOKED}),
+    "expire_pending": None,
+}
+DEFAULTS: dict[str, str] = {
+    "url": DEFAULT_URL,
+    "table_prefix": DEFAULT_PREFIX,
+    "timeout": "5",
+    "expire_success": "1d",
+    "expire_error": "3d",
+    "expire_pending": "5d",
+}
+
+# Columns holding the time (epoch seconds) of each state transition, as Celery's Task names them.
+TRANSITIONS = (
+    "sent",
+    "received",
+    "started",
+    "succeeded",
+    "failed",
+    "retried",
+    "revoked",
+    "rejected",
+)
+# Text columns copied from the task as they are (Celery sends args/kwargs/result as reprs).
+TEXT_FIELDS = (
+    "args",
+    "kwargs",
+    "result",
+    "exception",
+    "traceback",
+    "eta",
+    "expires",
+    "root_id",
+    "parent_id",
+    "client",
+    "exchange",
+    "routing_key",
+)
+# Indexed text is cut to this length: a hostile event must not break a btree index.
+KEY_LENGTH = 255
+
+
+class CameraOptionError(ValueError):
+    """A camera option has a bad value or an unknown name; the message names the option."""
+
+
+# --- schema -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The history tables under one table-name prefix."""
+
+    metadata: MetaData
+    tasks: Table
+    workers: Table
+    version: Table
+
+
+def schema(prefix: str = DEFAULT_PREFIX) -> Schema:
+    """Build the table definitions (tasks, workers, schema version) for ``prefix``."""
+    md = MetaData()
+    p = prefix
+    tasks = Table(
+        f"{p}tasks",
+        md,
+        Column("uuid", Text, primary_key=True),
+        Column("name", Text),
+        Column("state", Text, nullable=False),
+        # precedence(state), stored so that the upsert can compare it in SQL.
+        Column("precedence", Integer, nullable=False),
+        Column("worker", Text),
+        *(Column(name, Double) for name in TRANSITIONS),
+        # Time of the event that set the current state; retention and --since/--until use it.
+        Column("timestamp", Double, nullable=False),
+        Column("retries", Integer),
+        Column("runtime", Double),
+        *(Column(name, Text) for name in TEXT_FIELDS),
+        # When evcam last wrote the row (the shot's time).
+        Column("last_update", Double, nullable=False),
+        Index(f"ix_{p}tasks_state_timestamp", "state", "timestamp"),
+        Index(f"ix_{p}tasks_name_timestamp", "name", "timestamp"),
+        Index(f"ix_{p}tasks_worker_timestamp", "worker", "timestamp"),
+        Index(f"ix_{p}tasks_timestamp", "timestamp"),
+    )
+    workers = Table(
+        f"{p}workers",
+        md,
+        Column("hostname", Text, primary_key=True),
+        Column("pid", Integer),
+        Column("freq", Double),
+        Column("last_heartbeat", Double),
+        Column("alive", Boolean),
+        Column("active", Integer),
+        Column("processed", Integer),
+        Column("loadavg", Text),
+        Column("sw_ident", Text),
+        Column("sw_ver", Text),
+        Column("sw_sys", Text),
+        Column("last_update", Double, nullable=False),
+        Index(f"ix_{p}workers_last_heartbeat", "last_heartbeat"),
+    )
+    version = Table(
+        f"{p}schema",
+        md,
+        Column("version", Integer, primary_key=True),
+        Column("applied_at", Double, nullable=False),
+    )
+    return Schema(md, tasks, workers, version)
+
+
+# --- values: everything from an event is untrusted ---------------------------------------------
+
+
+def _text(value: Any, limit: int | None = None) -> str | None:
+    """A str for a Text column: non-strings as JSON, NUL escaped (PostgreSQL rejects it)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        value = orjson.dumps(value, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
+    if "\x00" in value:
+        value = value.replace("\x00", "\\x00")
+    return value[:limit] if limit else value
+
+
+def _float(value: Any) -> float | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _int(value: Any) -> int | None:
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if -(2**63) <= number < 2**63 else None
+
+
+def task_record(task: Any) -> dict[str, Any]:
+    """The JSON-safe fields of an evcam (or Celery) Task that the history stores."""
+    worker = getattr(task, "worker", None)
+    state = _text(getattr(task, "state", None), KEY_LENGTH) or "PENDING"
+    record: dict[str, Any] = {
+        "uuid": _text(task.uuid, KEY_LENGTH),
+        "name": _text(getattr(task, "name", None), KEY_LENGTH),
+        "state": state,
+        "worker": _text(getattr(worker, "hostname", None), KEY_LENGTH),
+    }
+    for name in TRANSITIONS:
+        record[name] = _float(getattr(task, name, None))
+    record["timestamp"] = _float(getattr(task, "timestamp", None))
+    record["retries"] = _int(getattr(task, "retries", None))
+    record["runtime"] = _float(getattr(task, "runtime", None))
+    for name in TEXT_FIELDS:
+        record[name] = _text(getattr(task, name, None))
+    return record
+
+
+def worker_record(worker: Any) -> dict[str, Any]:
+    """The JSON-safe fields of an evcam (or Celery) Worker that the history stores."""
+    heartbeats = getattr(worker, "heartbeats", None) or ()
+    loadavg = getattr(worker, "loadavg", None)
+    try:
+        alive = bool(worker.alive)
+    except Exception:  # a malformed heartbeat must not fail the shot
+        alive = None
+    return {
+        "hostname": _text(worker.hostname, KEY_LENGTH),
+        "pid": _int(getattr(worker, "pid", None)),
+        "freq": _float(getattr(worker, "freq", None)),
+        "last_heartbeat": _float(heartbeats[-1]) if heartbeats else None,
+        "alive": alive,
+        "active": _int(getattr(worker, "active", None)),
+        "processed": _int(getattr(worker, "processed", None)),
+        "loadavg": None if loadavg is None else _text(list(loadavg) if _seq(loadavg) else loadavg),
+        "sw_ident": _text(getattr(worker, "sw_ident", None)),
+        "sw_ver": _text(getattr(worker, "sw_ver", None)),
+        "sw_sys": _text(getattr(worker, "sw_sys", None)),
+    }
+
+
+def _seq(value: Any) -> bool:
+    return isinstance(value, list | tuple)
+
+
+# --- options ------------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_NEVER = {"never", "none", "off", "false", "0"}
+
+
+def duration(name: str, value: Any) -> float | None:
+    """Seconds from ``3600``, ``90m``, ``12h``, ``1d``, ``2w`` or a timedelta; None = never."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        text = str(value).strip().lower()
+        if text in _NEVER:
+            return None
+        match = _DURATION.match(text)
+        if not match:
+            raise CameraOptionError(
+                f"camera option {name}={value!r}: expected seconds or a duration such as "
+                "'90m', '12h', '3d', '2w' ('0' or 'never' disables it)"
+            )
+        seconds = float(match.group(1)) * _UNIT[match.group(2)]
+    if not math.isfinite(seconds) or seconds < 0:
+        raise CameraOptionError(f"camera option {name}={value!r}: must be a positive duration")
+    return seconds or None
+
+
+@dataclass(frozen=True)
+class Options:
+    """The SQL camera's validated options."""
+
+    url: str
+    table_prefix: str
+    timeout: float
+    expire: dict[str, float | None]
+
+
+def parse_url(value: Any) -> URL:
+    """Parse and resolve a database URL (a relative SQLite path becomes absolute)."""
+    try:
+        url = make_url(str(value))
+    except ArgumentError as exc:
+        raise CameraOptionError(
+            f"camera option url={value!r}: not a database URL ({exc})"
+        ) from None
+    try:
+        dialect = url.get_dialect()
+        dialect.import_dbapi()
+    except (NoSuchModuleError, ImportError) as exc:
+        hint = " (pip install 'evcam[postgres]')" if url.get_backend_name() == "postgresql" else ""
+        raise CameraOptionError(
+            f"camera option url: no driver for {url.drivername!r}{hint}: {exc}"
+        ) from None
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        if url.database.startswith("file:"):
+            return url
+        path = Path(url.database).expanduser().resolve()
+        if not path.parent.is_dir():
+            raise CameraOptionError(
+                f"camera option url: directory {str(path.parent)!r} does not exist"
+            )
+        url = url.set(database=str(path))
+    return url
+
+
+def parse_options(options: Mapping[str, Any]) -> Options:
+    """Validate camera options (strings from the command line, or Python values)."""
+    unknown = sorted(set(options) - set(DEFAULTS))
+    if unknown:
+        raise CameraOptionError(
+            f"unknown camera option {unknown[0]!r} for the SQL camera "
+            f"(known: {', '.join(sorted(DEFAULTS))})"
+        )
+    merged = {**DEFAULTS, **options}
+    prefix = str(merged["table_prefix"])
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,30}", prefix):
+        raise CameraOptionError(
+            f"camera option table_prefix={prefix!r}: letters, digits and '_' only (at most 31)"
+        )
+    timeout = duration("timeout", merged["timeout"])
+    url = parse_url(merged["url"])
+    return Options(
+        url=url.render_as_string(hide_password=False),
+        table_prefix=prefix,
+        timeout=timeout if timeout is not None else 0.0,
+        expire={name: duration(name, merged[name]) for name in EXPIRE_GROUPS},
+    )
+
+
+# --- the store ----------------------------------------------------------------------------------
+
+
+def create_history_engine(url: str, timeout: float = 5.0, *, writer: bool = True) -> Engine:
+    """An engine for the history database: SQLite in WAL mode with a busy timeout.
+
+    A writer's SQLite transactions begin with ``BEGIN IMMEDIATE`` so that a shot waits (up to
+    ``timeout``) for the write lock up front instead of failing half-way on a lock upgrade.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(
+            parsed, connect_args={"timeout": timeout, "check_same_thread": False}
+        )
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            if writer:
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+
+        return engine
+    connect_args: dict[str, Any] = {}
+    if parsed.get_backend_name() == "postgresql" and timeout:
+        connect_args["connect_timeout"] = max(1, math.ceil(timeout))
+    return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+
+
+class HistoryStore:
+    """Writes task and worker records to the history tables; deletes expired tasks."""
+
+    def __init__(self, engine: Engine, table_prefix: str = DEFAULT_PREFIX) -> None:
+        self.engine = engine
+        self.schema = schema(table_prefix)
+        self._ready = False
+        dialect = engine.dialect.name
+        if dialect == "sqlite":
+            self._insert = sqlite_insert
+        elif dialect == "postgresql":
+            self._insert = postgresql_insert
+        else:
+            raise CameraOptionError(
+                f"camera option url: the SQL camera supports SQLite and PostgreSQL, not {dialect!r}"
+            )
+        self._task_upsert = self._build_task_upsert()
+        self._worker_upsert = self._build_worker_upsert()
+
+    def ensure_schema(self) -> None:
+        """Create the tables and indexes on first use; refuse a schema newer than this code."""
+        if self._ready:
+            return
+        self.schema.metadata.create_all(self.engine, checkfirst=True)
+        with self.engine.begin() as conn:
+            version = conn.scalar(select(func.max(self.schema.version.c.version)))
+            if version is None:
+                conn.execute(
+                    insert(self.schema.version).values(
+                        version=SCHEMA_VERSION, applied_at=time.time()
+                    )
+                )
+            elif version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"history schema version {version} is newer than this evcam ({SCHEMA_VERSION})"
+                )
+        self._ready = True
+
+    def _build_task_upsert(self) -> Any:
+        table = self.schema.tasks
+        stmt = self._insert(table)
+        new, old = stmt.excluded, table.c
+        # Constants rendered inline: an executemany statement cannot expand bound lists.
+        retry = _literal(RETRY)
+        ready = [_literal(s) for s in sorted(READY_STATES)]
+        wins = or_(
+            new.precedence <= old.precedence,
+            old.state == retry,
+            and_(new.state == retry, not_(old.state.in_(ready))),
+        )
+        updates: dict[str, Any] = {
+            "state": case((wins, new.state), else_=old.state),
+            "precedence": case((wins, new.precedence), else_=old.precedence),
+            "timestamp": case((wins, new.timestamp), else_=old.timestamp),
+            "last_update": new.last_update,
+        }
+        for column in table.columns:
+            if column.name not in updates and not column.primary_key:
+                name = column.name
+                updates[name] = case(
+                    (wins, func.coalesce(new[name], old[name])),
+                    else_=func.coalesce(old[name], new[name]),
+                )
+        return stmt.on_conflict_do_update(index_elements=[old.uuid], set_=updates)
+
+    def _build_worker_upsert(self) -> Any:
+        table = self.schema.workers
+        stmt = self._insert(table)
+        new, old = stmt.excluded, table.c
+        wins = or_(old.last_heartbeat.is_(None), new.last_heartbeat >= old.last_heartbeat)
+        updates: dict[str, Any] = {"last_update": new.last_update}
+        for column in table.columns:
+            if column.name not in updates and not column.primary_key:
+                name = column.name
+                updates[name] = case(
+                    (wins, func.coalesce(new[name], old[name])),
+                    else_=func.coalesce(old[name], new[name]),
+                )
+        return stmt.on_conflict_do_update(index_elements=[old.hostname], set_=updates)
+
+    def write(
+        self, tasks: Iterable[Any], workers: Iterable[Any], taken_at: float
+    ) -> tuple[int, int]:
+        """Upsert tasks and workers in one transaction; return how many rows of each."""
+        task_rows: dict[str, dict[str, Any]] = {}
+        for task in tasks:
+            row = task_record(task)
+            if not row["uuid"]:
+                continue
+            row["precedence"] = precedence(row["state"])
+            if row["timestamp"] is None:
+                row["timestamp"] = taken_at
+            row["last_update"] = taken_at
+            task_rows[row["uuid"]] = row  # one row per key: a batch may not hit a row twice
+        worker_rows: dict[str, dict[str, Any]] = {}
+        for worker in workers:
+            row = worker_record(worker)
+            if row["hostname"]:
+                row["last_update"] = taken_at
+                worker_rows[row["hostname"]] = row
+        self.ensure_schema()
+        # Sorted keys: concurrent writers lock rows in the same order and cannot deadlock.
+        with self.engine.begin() as conn:
+            if task_rows:
+                conn.execute(self._task_upsert, [task_rows[k] for k in sorted(task_rows)])
+            if worker_rows:
+                conn.execute(self._worker_upsert, [worker_rows[k] for k in sorted(worker_rows)])
+        return len(task_rows), len(worker_rows)
+
+    def expire(self, expire: Mapping[str, float | None], now: float | None = None) -> int:
+        """Delete tasks whose last event is older than their state group's expiry."""
+        now = time.time() if now is None else now
+        tasks = self.schema.tasks
+        named = sorted(s for states in EXPIRE_GROUPS.values() if states for s in states)
+        deleted = 0
+        self.ensure_schema()
+        with self.engine.begin() as conn:
+            for option, states in EXPIRE_GROUPS.items():
+                seconds = expire.get(option)
+                if seconds is None:
+                    continue
+                in_group = (
+                    tasks.c.state.in_(sorted(states)) if states else ~tasks.c.state.in_(named)
+                )
+                result = conn.execute(
+                    delete(tasks).where(in_group, tasks.c.timestamp < now - seconds)
+                )
+                deleted += result.rowcount or 0
+        return deleted
+
+
+# --- the camera ---------------------------------------------------------------------------------
+
+
+class SQLCamera(Polaroid):
+    """Keeps a queryable SQL history of every task and worker (the default camera)."""
+
+    def __init__(
+        self,
+        state: Any,
+        freq: float = 1.0,
+        maxrate: Any = None,
+        cleanup_freq: float = 3600.0,
+        timer: Any = None,
+        app: Any = None,
+        **options: Any,
+    ) -> None:
+        self.options = parse_options(options)
+        super().__init__(
+            state, freq=freq, maxrate=maxrate, cleanup_freq=cleanup_freq, timer=timer, app=app
+        )
+        self._store: HistoryStore | None = None
+        self._store_lock = threading.Lock()
+        # seq of the last snapshot whose changes were committed; 0 = nothing stored yet.
+        self.stored_seq = 0
+
+    @classmethod
+    def preflight(cls, options: Mapping[str, str]) -> dict[str, str]:
+        """Validate camera options before daemonizing; return them with the URL resolved.
+
+        Opens no connection (that happens after the fork); raises CameraOptionError.
+        """
+        resolved = dict(options)
+        resolved["url"] = parse_options(options).url
+        return resolved
+
+    @property
+    def store(self) -> HistoryStore:
+        """The store, created on first use (after the fork)."""
+        with self._store_lock:
+            if self._store is None:
+                engine = create_history_engine(self.options.url, self.options.timeout)
+                self._store = HistoryStore(engine, self.options.table_prefix)
+            return self._store
+
+    def on_shutter(self, state: Any) -> None:
+        seq = getattr(state, "seq", None)
+        if seq is not None and hasattr(state, "changed_tasks"):
+            tasks = state.changed_tasks(self.stored_seq)
+            workers = state.changed_workers(self.stored_seq)
+        else:  # a plain Celery State: write everything it holds
+            tasks, workers = list(state.tasks.values()), list(state.workers.values())
+        taken_at = getattr(state, "taken_at", None) or time.time()
+        started = time.monotonic()
+        n_tasks, n_workers = self.store.write(_objects(tasks), _objects(workers), taken_at)
+        if seq is not None:
+            self.stored_seq = seq
+        if n_tasks or n_workers:
+            logger.debug(
+                "history stored",
+                tasks=n_tasks,
+                workers=n_workers,
+                seq=seq,
+                seconds=round(time.monotonic() - started, 4),
+            )
+
+    def on_cleanup(self) -> None:
+        deleted = self.store.expire(self.options.expire)
+        if deleted:
+            logger.info("history expired", tasks=deleted)
+
+    def close(self) -> None:
+        """Release the database connections."""
+        if self._store is not None:
+            self._store.engine.dispose()
+
+
+def _literal(value: str) -> Any:
+    """A SQL string literal for a constant state name (never for data)."""
+    assert value.isalnum(), value
+    return literal_column(f"'{value}'")
+
+
+def _objects(items: Any) -> Iterable[Any]:
+    """Accept a mapping, an iterable of objects, or of (key, object) pairs."""
+    if isinstance(items, Mapping):
+        return items.values()
+    return (item[1] if isinstance(item, tuple) else item for item in items)

@@ -258,3 +258,8 @@ def status(pidfile: str) -> None:
         sys.exit(exitcodes.STATUS_DEAD_PIDFILE)
     click.echo("evcam is not running")
     sys.exit(exitcodes.STATUS_NOT_RUNNING)
+
+
+from evcam.history import history  # noqa: E402  (the read side of the SQL camera)
+
+main.add_command(history)

@@ -12,6 +12,7 @@ import click
 from click.core import ParameterSource
 
 from evcam import __version__, exitcodes
+from evcam.history import history
 from evcam.log import LEVELS, parse_level
 from evcam.settings import DEFAULT_BROKER, DEFAULT_CAMERA, LOG_FORMATS, Settings, url_secrets
 
@@ -260,6 +261,4 @@ def status(pidfile: str) -> None:
     sys.exit(exitcodes.STATUS_NOT_RUNNING)
 
 
-from evcam.history import history  # noqa: E402  (the read side of the SQL camera)
-
-main.add_command(history)
+main.add_command(history)  # the read side of the SQL camera

@@ -247,9 +247,10 @@ def preflight(settings: Settings) -> Settings:
     )
     if resolved.workdir and not os.path.isdir(resolved.workdir):
         raise PreflightError("--workdir", f"{resolved.workdir} is not a directory")
-    check_camera(cls, resolved)
     if resolved.logfile:
         check_logfile(resolved.logfile)
     if resolved.pidfile:
+        # Before constructing the camera: a cron start of a running instance stays cheap.
         check_pidfile(resolved.pidfile, resolved.detach)
+    check_camera(cls, resolved)
     return resolved

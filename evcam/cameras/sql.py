@@ -598,10 +598,18 @@ class SQLCamera(Polaroid):
         if deleted:
             logger.info("history expired", tasks=deleted)
 
+    def cancel(self) -> None:
+        """Take the final shot, then release the database connections."""
+        try:
+            super().cancel()
+        finally:
+            self.close()
+
     def close(self) -> None:
-        """Release the database connections."""
-        if self._store is not None:
-            self._store.engine.dispose()
+        """Release the database connections (a later shot opens new ones)."""
+        with self._store_lock:
+            if self._store is not None:
+                self._store.engine.dispose()
 
 
 def _literal(value: str) -> Any:

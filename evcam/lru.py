@@ -1,0 +1,154 @@
+"""Small containers the state model is built from: a bounded LRU mapping, a frozen mapping,
+a task set keyed by uuid, and the index mapping that is also callable (Celery's API)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, MutableSet
+from typing import Any
+
+
+class LRU(MutableMapping):
+    """A mapping that keeps at most `limit` keys, forgetting the least recently used first.
+
+    Like kombu's `LRUCache` (which Celery's State uses) it exposes the underlying OrderedDict as
+    `data` and a read through `[]` or `get` refreshes recency; iteration does not. The state
+    refreshes recency on every event through `data.move_to_end`. `on_evict(key, value)` is called
+    for every key pushed out by the bound.
+    """
+
+    __slots__ = ("data", "limit", "on_evict")
+
+    def __init__(
+        self,
+        limit: int | None = None,
+        items: Iterable[tuple[Any, Any]] = (),
+        on_evict: Callable[[Any, Any], None] | None = None,
+    ) -> None:
+        self.limit = limit
+        self.on_evict = on_evict
+        self.data: OrderedDict[Any, Any] = OrderedDict()
+        for key, value in items:
+            self[key] = value
+
+    def __getitem__(self, key: Any) -> Any:
+        value = self.data[key]
+        self.data.move_to_end(key)
+        return value
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        data = self.data
+        if key not in data:
+            limit = self.limit
+            while limit and len(data) >= limit:
+                old_key, old_value = data.popitem(last=False)
+                if self.on_evict is not None:
+                    self.on_evict(old_key, old_value)
+        data[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del self.data[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.data
+
+    def keys(self):  # type: ignore[override]
+        return self.data.keys()
+
+    def values(self):  # type: ignore[override]
+        return self.data.values()
+
+    def items(self):  # type: ignore[override]
+        return self.data.items()
+
+    def clear(self) -> None:
+        self.data.clear()
+
+    def __repr__(self) -> str:
+        return f"LRU(limit={self.limit!r}, size={len(self.data)})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # on_evict is wiring, not data: the owner sets it again after unpickling.
+        return (type(self), (self.limit, list(self.data.items())))
+
+
+class FrozenMap(Mapping):
+    """A read-only mapping over a plain dict (`data`), used for snapshot contents."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: dict[Any, Any]) -> None:
+        self.data = data
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.data[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.data
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def keys(self):  # type: ignore[override]
+        return self.data.keys()
+
+    def values(self):  # type: ignore[override]
+        return self.data.values()
+
+    def items(self):  # type: ignore[override]
+        return self.data.items()
+
+    def __repr__(self) -> str:
+        return f"FrozenMap(size={len(self.data)})"
+
+
+class TaskSet(MutableSet):
+    """A set of tasks keyed by uuid (Celery uses a WeakSet; the state removes evicted tasks)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, tasks: Iterable[Any] = ()) -> None:
+        self.data: dict[str, Any] = {task.uuid: task for task in tasks}
+
+    def __contains__(self, task: object) -> bool:
+        uuid = getattr(task, "uuid", None)
+        return uuid is not None and self.data.get(uuid) is task
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(list(self.data.values()))
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def add(self, task: Any) -> None:
+        self.data[task.uuid] = task
+
+    def discard(self, task: Any) -> None:
+        if self.data.get(task.uuid) is task:
+            del self.data[task.uuid]
+
+    def __repr__(self) -> str:
+        return f"TaskSet({sorted(self.data)!r})"
+
+
+class CallableIndex(defaultdict):
+    """`index[key]` is the set of tasks under key; `index(key, ...)` runs the ordered query."""
+
+    def __init__(self, fun: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self.fun = fun
+        super().__init__(TaskSet, *args, **kwargs)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fun(*args, **kwargs)

@@ -1,0 +1,1181 @@
+"""The cluster model: workers and tasks built from Celery's event stream.
+
+API-compatible with `celery.events.state` (`State`, `Worker`, `Task`): given the same events it
+reaches the same conclusions, except for the deliberate fixes listed in docs/compatibility.md
+(malformed events are counted, never raised; events refresh recency; every structure is
+bounded; task events record the receive time as the worker's heartbeat; ordering survives a
+worker restart). On top of Celery's API it offers `snapshot()`, a consistent independent copy
+taken while holding the lock only for the copy, and `clear_shown(snapshot)`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from bisect import insort
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from decimal import Decimal
+from functools import cached_property
+from itertools import islice
+from typing import Any
+
+import structlog
+
+from evcam.lru import LRU, CallableIndex, FrozenMap, TaskSet
+from evcam.states import (
+    PENDING,
+    READY_STATES,
+    RECEIVED,
+    RETRY,
+    TASK_EVENT_TO_STATE,
+    precedence,
+)
+
+__all__ = [
+    "HEARTBEAT_DRIFT_MAX",
+    "HEARTBEAT_EXPIRE_WINDOW",
+    "Snapshot",
+    "State",
+    "Task",
+    "Worker",
+    "heartbeat_expires",
+]
+
+log = structlog.get_logger(__name__)
+
+#: Percentage of a worker's heartbeat interval after which it counts as offline.
+HEARTBEAT_EXPIRE_WINDOW = 200
+#: Seconds between sender timestamp and receive time beyond which clocks are reported as drifting.
+HEARTBEAT_DRIFT_MAX = 16
+
+#: Limits beyond which an event is considered malformed (counted in `rejected_count`, skipped).
+MAX_EVENT_FIELDS = 256
+MAX_TYPE_LENGTH = 200
+MAX_ID_LENGTH = 1024
+DEFAULT_MAX_FIELD_LENGTH = 256 * 1024
+#: Other bounded bookkeeping: distinct task names remembered, hostnames warned about drift,
+#: event types whose parse is cached, pids remembered per worker hostname.
+MAX_TASK_TYPES = 10_000
+MAX_DRIFT_WARNED = 1000
+MAX_CACHED_TYPES = 1024
+MAX_PIDS_PER_HOST = 16
+
+_NUMBER = frozenset({int, float, Decimal})
+_NUMBER_OR_NONE = frozenset({int, float, Decimal, type(None)})
+_STR_OR_NONE = frozenset({str, type(None)})
+_MISSING = object()
+#: `_born` of a task that did not come from an event: older than any event.
+_NEVER = -(1 << 62)
+
+
+def heartbeat_expires(
+    timestamp: float, freq: float = 60, expire_window: float = HEARTBEAT_EXPIRE_WINDOW
+) -> float:
+    """Return the time at which a heartbeat sent at `timestamp` every `freq` s expires."""
+    if isinstance(freq, Decimal):
+        freq = float(freq)
+    if isinstance(timestamp, Decimal):
+        timestamp = float(timestamp)
+    return timestamp + freq * (expire_window / 100.0)
+
+
+def _add_heartbeat(heartbeats: list[float], received: float, most: int) -> None:
+    """Keep the `most` latest receive times, sorted (Celery's exact update rule)."""
+    count = len(heartbeats)
+    if count > most - 1:
+        heartbeats.pop(0)
+    if count and received > heartbeats[-1]:
+        heartbeats.append(received)
+    else:
+        insort(heartbeats, received)
+
+
+_drift_warned: OrderedDict[str, None] = OrderedDict()
+
+
+def _warn_drift(hostname: str, drift: int, received: float, sent: float) -> None:
+    """Warn once per hostname (bounded memory) that its clock drifts from ours."""
+    if hostname in _drift_warned:
+        return
+    _drift_warned[hostname] = None
+    if len(_drift_warned) > MAX_DRIFT_WARNED:
+        _drift_warned.popitem(last=False)
+    log.warning(
+        "substantial drift: clocks may be out of sync",
+        hostname=hostname,
+        drift=drift,
+        sent=sent,
+        received=received,
+    )
+
+
+class Worker:
+    """A worker, identified (hashed and compared) by hostname."""
+
+    heartbeat_max = 4
+    expire_window = HEARTBEAT_EXPIRE_WINDOW
+
+    _fields = (
+        "hostname",
+        "pid",
+        "freq",
+        "heartbeats",
+        "clock",
+        "active",
+        "processed",
+        "loadavg",
+        "sw_ident",
+        "sw_ver",
+        "sw_sys",
+    )
+    __slots__ = (*_fields, "_seq", "_origin", "__dict__", "__weakref__")
+
+    def __init__(
+        self,
+        hostname: str | None = None,
+        pid: int | None = None,
+        freq: float = 60,
+        heartbeats: list[float] | None = None,
+        clock: int = 0,
+        active: int | None = None,
+        processed: int | None = None,
+        loadavg: Any = None,
+        sw_ident: str | None = None,
+        sw_ver: str | None = None,
+        sw_sys: str | None = None,
+    ) -> None:
+        self.hostname = hostname
+        self.pid = pid
+        self.freq = freq
+        self.heartbeats = [] if heartbeats is None else heartbeats
+        self.clock = clock or 0
+        self.active = active
+        self.processed = processed
+        self.loadavg = loadavg
+        self.sw_ident = sw_ident
+        self.sw_ver = sw_ver
+        self.sw_sys = sw_sys
+        self._seq = 0
+        self._origin = f"{hostname}.{pid}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return self.__class__, (
+            self.hostname,
+            self.pid,
+            self.freq,
+            self.heartbeats,
+            self.clock,
+            self.active,
+            self.processed,
+            self.loadavg,
+            self.sw_ident,
+            self.sw_ver,
+            self.sw_sys,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, self.__class__):
+            return self.hostname == other.hostname
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.hostname)
+
+    def event(
+        self,
+        type_: str | None,
+        timestamp: float | None = None,
+        local_received: float | None = None,
+        fields: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Apply a worker event: copy its fields, then record the heartbeat (receive time)."""
+        if fields:
+            skip = _WORKER_SKIP
+            setter = object.__setattr__
+            for key, value in fields.items():
+                if key not in skip and key[:1] != "_":
+                    setter(self, key, value)
+            self._origin = f"{self.hostname}.{self.pid}"
+        if type_ == "offline":
+            self.heartbeats[:] = []
+            return
+        if not local_received or not timestamp:
+            return
+        drift = abs(int(local_received) - int(timestamp))
+        if drift > HEARTBEAT_DRIFT_MAX:
+            _warn_drift(self.hostname, drift, local_received, timestamp)
+        _add_heartbeat(self.heartbeats, local_received, self.heartbeat_max)
+
+    def update(self, f: Mapping[str, Any], **kw: Any) -> None:
+        """Set attributes from a mapping (and keyword arguments)."""
+        d = dict(f, **kw) if kw else f
+        for key, value in d.items():
+            setattr(self, key, value)
+        self._origin = f"{self.hostname}.{self.pid}"
+
+    def __repr__(self) -> str:
+        return f"<Worker: {self.hostname} ({self.status_string} clock:{self.clock})"
+
+    @property
+    def status_string(self) -> str:
+        return "ONLINE" if self.alive else "OFFLINE"
+
+    @property
+    def heartbeat_expires(self) -> float:
+        return heartbeat_expires(self.heartbeats[-1], self.freq, self.expire_window)
+
+    @property
+    def alive(self) -> bool:
+        return bool(self.heartbeats and time.time() < self.heartbeat_expires)
+
+    @property
+    def id(self) -> str:
+        return f"{self.hostname}.{self.pid}"
+
+
+#: Event keys never copied onto a Worker: its methods and properties, and the heartbeat list.
+_WORKER_SKIP = frozenset(
+    {name for name in dir(Worker) if not name.startswith("__")} - set(Worker._fields)
+    | {"heartbeats"}
+)
+
+
+def _depickle_task(cls: type[Task], fields: dict[str, Any]) -> Task:
+    return cls(**fields)
+
+
+class Task:
+    """A task, identified (hashed and compared) by uuid.
+
+    Every key of every applied event becomes an attribute, as in Celery. The links that the
+    state owns (`worker`, `children`, `cluster_state`) live in slots, so an event field of the
+    same name cannot clobber them.
+    """
+
+    name = received = sent = started = succeeded = failed = retried = None
+    revoked = rejected = args = kwargs = eta = expires = retries = None
+    result = exception = timestamp = runtime = traceback = None
+    exchange = routing_key = root_id = parent_id = client = uuid = None
+    state = PENDING
+    clock = 0
+
+    _fields = (
+        "uuid",
+        "name",
+        "state",
+        "received",
+        "sent",
+        "started",
+        "rejected",
+        "succeeded",
+        "failed",
+        "retried",
+        "revoked",
+        "args",
+        "kwargs",
+        "eta",
+        "expires",
+        "retries",
+        "worker",
+        "result",
+        "exception",
+        "timestamp",
+        "runtime",
+        "traceback",
+        "exchange",
+        "routing_key",
+        "clock",
+        "client",
+        "root",
+        "root_id",
+        "parent",
+        "parent_id",
+        "children",
+    )
+    __slots__ = (
+        "__dict__",
+        "__weakref__",
+        "_born",
+        "_children",
+        "_idx",
+        "_seq",
+        "cluster_state",
+        "worker",
+    )
+
+    #: Fields an out-of-order event of that state may still contribute.
+    merge_rules: dict[str, tuple[str, ...]] = {
+        RECEIVED: ("name", "args", "kwargs", "parent_id", "root_id", "retries", "eta", "expires"),
+    }
+
+    #: Fields `info()` shows by default.
+    _info_fields = (
+        "args",
+        "kwargs",
+        "retries",
+        "result",
+        "eta",
+        "runtime",
+        "expires",
+        "exception",
+        "exchange",
+        "routing_key",
+        "root_id",
+        "parent_id",
+    )
+
+    def __init__(
+        self,
+        uuid: str | None = None,
+        cluster_state: Any = None,
+        children: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        self.uuid = uuid
+        self.cluster_state = cluster_state
+        self.worker = kwargs.pop("worker", None)
+        kwargs.pop("parent", None)  # derived from parent_id / root_id
+        kwargs.pop("root", None)
+        self._children: set[str] | None = (
+            {getattr(child, "uuid", child) for child in children} if children else None
+        )
+        self._seq = 0
+        self._born = _NEVER
+        self._idx: tuple[str | None, str | None] | None = None
+        if kwargs:
+            self.__dict__.update(kwargs)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, self.__class__):
+            return self.uuid == other.uuid
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.uuid)
+
+    def event(
+        self,
+        type_: str,
+        timestamp: float | None = None,
+        local_received: float | None = None,
+        fields: dict[str, Any] | None = None,
+    ) -> None:
+        """Apply a task event with Celery's precedence and merge rules.
+
+        Like Celery, this adds `state` and `timestamp` to `fields` when the event moves the
+        task's state.
+        """
+        fields = fields or {}
+        d = self.__dict__
+        state = TASK_EVENT_TO_STATE.get(type_)
+        if state is not None:
+            d[type_] = timestamp
+        else:
+            state = type_.upper()
+        current = d.get("state", PENDING)
+        if state != RETRY and current != RETRY and precedence(state) > precedence(current):
+            # Logically happened before the current state: merge, never move backwards.
+            keep = self.merge_rules.get(state)
+            if keep is not None:
+                fields = {k: v for k, v in fields.items() if k in keep}
+        else:
+            fields["state"] = state
+            fields["timestamp"] = timestamp
+        d.update(fields)
+
+    def info(self, fields: Any = None, extra: Any = None) -> dict[str, Any]:
+        """The non-None values of `fields` (default `_info_fields`) plus `extra`."""
+        keys = list(self._info_fields if fields is None else fields) + list(extra or [])
+        out = {}
+        for key in keys:
+            value = getattr(self, key, None)
+            if value is not None:
+                out[key] = value
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every field of `_fields`; links become ids (`children`, `parent`, `root`)."""
+        out = {}
+        for key in self._fields:
+            if key == "children":
+                out[key] = [task.uuid for task in self.children]
+            elif key == "parent":
+                out[key] = self.parent_id
+            elif key == "root":
+                out[key] = self.root_id
+            else:
+                out[key] = getattr(self, key)
+        return out
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _depickle_task, (self.__class__, self.as_dict())
+
+    def __repr__(self) -> str:
+        return f"<Task: {self.name}({self.uuid}) {self.state} clock:{self.clock}>"
+
+    @property
+    def id(self) -> str | None:
+        return self.uuid
+
+    @property
+    def origin(self) -> str | None:
+        return self.client if self.worker is None else self.worker.id
+
+    @property
+    def ready(self) -> bool:
+        return self.state in READY_STATES
+
+    def _lookup(self, uuid: str | None) -> Task | None:
+        state = self.cluster_state
+        if not uuid or state is None:
+            return None
+        return state.tasks.data.get(uuid)
+
+    @property
+    def parent(self) -> Task | None:
+        """The parent task, if it is in the same state (looked up each time, never cached)."""
+        return self._lookup(self.parent_id)
+
+    @property
+    def root(self) -> Task | None:
+        """The root task, if it is in the same state (looked up each time, never cached)."""
+        return self._lookup(self.root_id)
+
+    @property
+    def children(self) -> TaskSet:
+        """The child tasks seen so far that are still in the same state."""
+        ids = self._children
+        state = self.cluster_state
+        if not ids or state is None:
+            return TaskSet()
+        data = state.tasks.data
+        return TaskSet(task for task in map(data.get, ids) if task is not None)
+
+
+class _Reader:
+    """The read API shared by the live State and its snapshots."""
+
+    tasks: Any
+    workers: Any
+    _heap: list[tuple[Any, ...]]
+    _heap_head: int
+    _seen_types: dict[str, None]
+
+    def itertasks(self, limit: int | None = None) -> Iterator[tuple[str, Task]]:
+        """Yield `(uuid, task)` from least to most recently changed."""
+        for index, row in enumerate(list(self.tasks.data.items())):
+            yield row
+            if limit and index + 1 >= limit:
+                break
+
+    def tasks_by_time(
+        self, limit: int | None = None, reverse: bool = True
+    ) -> Iterator[tuple[str, Task]]:
+        """Yield `(uuid, task)` by logical time of their events, newest first by default.
+
+        As in Celery, `limit` counts task events, not distinct tasks.
+        """
+        entries = self._heap[self._heap_head :]
+        if reverse:
+            entries.reverse()
+        data = self.tasks.data
+        seen: set[str] = set()
+        for entry in islice(entries, 0, limit):
+            uuid = entry[3]
+            task = data.get(uuid)
+            if task is not None and entry[2] >= task._born and uuid not in seen:
+                seen.add(uuid)
+                yield uuid, task
+
+    tasks_by_timestamp = tasks_by_time
+
+    def _tasks_by_type(
+        self, name: str, limit: int | None = None, reverse: bool = True
+    ) -> Iterator[tuple[str, Task]]:
+        """Tasks of one type, ordered by time (slower than the `tasks_by_type` index)."""
+        return islice(
+            ((u, t) for u, t in self.tasks_by_time(reverse=reverse) if t.name == name), 0, limit
+        )
+
+    def _tasks_by_worker(
+        self, hostname: str, limit: int | None = None, reverse: bool = True
+    ) -> Iterator[tuple[str, Task]]:
+        """Tasks of one worker, ordered by time; tasks seen only as sent have no worker."""
+        return islice(
+            (
+                (u, t)
+                for u, t in self.tasks_by_time(reverse=reverse)
+                if t.worker is not None and t.worker.hostname == hostname
+            ),
+            0,
+            limit,
+        )
+
+    def task_types(self) -> list[str]:
+        """Sorted names of the task types seen."""
+        return sorted(self._seen_types)
+
+    def alive_workers(self) -> Iterator[Worker]:
+        """The workers whose heartbeat has not expired."""
+        return (w for w in list(self.workers.data.values()) if w.alive)
+
+
+class State(_Reader):
+    """The cluster's workers and tasks, updated by `event(event_dict)`."""
+
+    Worker = Worker
+    Task = Task
+    event_count = 0
+    task_count = 0
+    heap_multiplier = 4
+
+    def __init__(
+        self,
+        callback: Callable[[State, dict[str, Any]], Any] | None = None,
+        workers: Mapping[str, Worker] | None = None,
+        tasks: Mapping[str, Task] | None = None,
+        taskheap: Any = None,
+        max_workers_in_memory: int = 5000,
+        max_tasks_in_memory: int = 10000,
+        on_node_join: Callable[[Worker], Any] | None = None,
+        on_node_leave: Callable[[Worker], Any] | None = None,
+        tasks_by_type: Mapping[str, Any] | None = None,
+        tasks_by_worker: Mapping[str, Any] | None = None,
+        *,
+        max_field_length: int = DEFAULT_MAX_FIELD_LENGTH,
+    ) -> None:
+        self.event_callback = callback
+        self.max_workers_in_memory = max_workers_in_memory
+        self.max_tasks_in_memory = max_tasks_in_memory
+        self.max_field_length = max_field_length
+        self.on_node_join = on_node_join
+        self.on_node_leave = on_node_leave
+        self.handlers: dict[str, Callable[[str, dict[str, Any]], Any]] = {}
+        self._mutex = self.lock = threading.Lock()
+        self.rejected_count = 0
+        self.seq = 0
+        self.watermark: Any = None
+        self._seen_types: dict[str, None] = {}
+        self._tasks_to_resolve: OrderedDict[str, set[str]] = OrderedDict()
+        self.tasks_by_type = CallableIndex(self._tasks_by_type)
+        self.tasks_by_worker = CallableIndex(self._tasks_by_worker)
+        self.workers = LRU(max_workers_in_memory, (workers or {}).items())
+        self.tasks = LRU(max_tasks_in_memory, (tasks or {}).items(), self._forget_task)
+        self._heap: list[tuple[Any, ...]] = []
+        self._heap_head = 0
+        self._last_reject_log = 0.0
+        for task in self.tasks.data.values():
+            task.cluster_state = self
+        self._restore_index(tasks_by_type, 0)
+        self._restore_index(tasks_by_worker, 1)
+        self.rebuild_taskheap()
+
+    def _restore_index(self, mapping: Mapping[str, Any] | None, which: int) -> None:
+        index = self.tasks_by_worker if which else self.tasks_by_type
+        data = self.tasks.data
+        for key, ids in (mapping or {}).items():
+            for uuid in ids:
+                task = data.get(getattr(uuid, "uuid", uuid))
+                if task is None:
+                    continue
+                index[key].add(task)
+                idx = task._idx or (None, None)
+                task._idx = (idx[0], key) if which else (key, idx[1])
+
+    def rebuild_taskheap(self) -> None:
+        """Rebuild the time order from the tasks in memory (one entry per task)."""
+        tasks = list(self.tasks.data.values())
+        base = -len(tasks)
+        self._heap[:] = sorted(
+            (t.clock or 0, t.origin or "", base + i, t.uuid) for i, t in enumerate(tasks)
+        )
+        self._heap_head = 0
+
+    # -- locking and clearing ------------------------------------------------------------
+
+    def freeze_while(self, fun: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run `fun(*args, **kwargs)` holding the lock; `clear_after=True` clears afterwards."""
+        clear_after = kwargs.pop("clear_after", False)
+        with self._mutex:
+            try:
+                return fun(*args, **kwargs)
+            finally:
+                if clear_after:
+                    self._clear()
+
+    def clear_tasks(self, ready: bool = True) -> None:
+        """Forget ready tasks (all tasks if `ready=False`) and the whole time order."""
+        with self._mutex:
+            self._clear_tasks(ready)
+
+    def _clear_tasks(self, ready: bool = True) -> None:
+        data = self.tasks.data
+        forget = self._forget_task
+        for uuid, task in list(data.items()):
+            if not ready or task.state in READY_STATES:
+                del data[uuid]
+                forget(uuid, task)
+        # As in Celery, the time order is dropped whole: kept tasks reappear on their next event.
+        self._heap.clear()
+        self._heap_head = 0
+
+    def _clear(self, ready: bool = True) -> None:
+        self.workers.data.clear()
+        self._clear_tasks(ready)
+        self.event_count = 0
+        self.task_count = 0
+
+    def clear(self, ready: bool = True) -> None:
+        """Forget all workers, ready tasks (all if `ready=False`) and the event counts."""
+        with self._mutex:
+            self._clear(ready)
+
+    def _forget_task(self, uuid: str, task: Task) -> None:
+        """Drop an evicted or cleared task from the indexes (and empty index keys)."""
+        idx = task._idx
+        if idx is None:
+            return
+        for index, key in ((self.tasks_by_type, idx[0]), (self.tasks_by_worker, idx[1])):
+            if key is None:
+                continue
+            members = index.get(key)
+            if members is not None:
+                members.discard(task)
+                if not members:
+                    del index[key]
+
+    # -- lookups ----------------------------------------------------------------------------
+
+    def get_or_create_worker(self, hostname: str, **kwargs: Any) -> tuple[Worker, bool]:
+        """Return `(worker, created)`; an existing worker is updated with `kwargs`."""
+        try:
+            worker = self.workers[hostname]
+        except KeyError:
+            worker = self.workers[hostname] = self.Worker(hostname, **kwargs)
+            return worker, True
+        if kwargs:
+            worker.update(kwargs)
+        return worker, False
+
+    def get_or_create_task(self, uuid: str) -> tuple[Task, bool]:
+        """Return `(task, created)`."""
+        try:
+            return self.tasks[uuid], False
+        except KeyError:
+            task = self.Task(uuid, cluster_state=self)
+            task._born = self.seq + 1
+            self.tasks[uuid] = task
+            return task, True
+
+    # -- events -------------------------------------------------------------------------------
+
+    def event(self, event: Any) -> Any:
+        """Apply one event (a dict as Celery sends it, with `local_received` added).
+
+        Returns `((obj, created), subject)` for worker and task events, `(result, subject)` for
+        a group with a custom handler, and None otherwise. A malformed event is counted in
+        `rejected_count` and skipped; it never raises.
+        """
+        with self._mutex:
+            return self._event(event)
+
+    def task_event(self, type_: str, fields: Mapping[str, Any]) -> Any:
+        """Deprecated: use `event()`. Applies without the lock; returns `(task, created)`."""
+        result = self._event(dict(fields, type=f"task-{type_}"))
+        return None if result is None else result[0]
+
+    def worker_event(self, type_: str, fields: Mapping[str, Any]) -> Any:
+        """Deprecated: use `event()`. Applies without the lock; returns `(worker, created)`."""
+        result = self._event(dict(fields, type=f"worker-{type_}"))
+        return None if result is None else result[0]
+
+    def _reject(self, reason: str, event: Any) -> None:
+        self.rejected_count += 1
+        now = time.monotonic()
+        if now - self._last_reject_log >= 10.0:  # a flood of bad events must not flood the log
+            self._last_reject_log = now
+            log.warning(
+                "malformed event skipped",
+                reason=reason,
+                rejected=self.rejected_count,
+                sample=repr(event)[:200],
+            )
+
+    @cached_property
+    def _event(self) -> Callable[[Any], Any]:
+        return self._create_dispatcher()
+
+    def _create_dispatcher(self) -> Callable[[Any], Any]:
+        """Build the event function: all lookups bound once, one flat path per group."""
+        state = self
+        reject = self._reject
+        event_callback = self.event_callback
+        handlers = self.handlers
+        on_node_join, on_node_leave = self.on_node_join, self.on_node_leave
+        task_cls, worker_cls = self.Task, self.Worker
+        custom_task_event = task_cls.event is not Task.event
+        custom_worker_event = worker_cls.event is not Worker.event
+        merge_rules = task_cls.merge_rules
+        tasks, workers = self.tasks, self.workers
+        tdata, wdata = tasks.data, workers.data
+        t_touch, w_touch = tdata.move_to_end, wdata.move_to_end
+        t_evict, w_evict = tdata.popitem, wdata.popitem
+        max_tasks, max_workers = self.max_tasks_in_memory, self.max_workers_in_memory
+        forget = self._forget_task
+        heap = self._heap
+        heap_cap = max(1, self.max_tasks_in_memory * self.heap_multiplier)
+        heap_append = heap.append
+        seen_types = self._seen_types
+        by_type, by_worker = self.tasks_by_type, self.tasks_by_worker
+        to_resolve = self._tasks_to_resolve
+        resolve_cap = max(1, self.max_tasks_in_memory)
+        max_len = self.max_field_length
+        event_to_state = TASK_EVENT_TO_STATE
+        prec = {name: precedence(name) for name in (*event_to_state.values(), None)}
+        prec_get = prec.get
+        custom_prec = precedence(None)
+        number, number_or_none, str_or_none = _NUMBER, _NUMBER_OR_NONE, _STR_OR_NONE
+        hb_max = worker_cls.heartbeat_max
+        drift_max = HEARTBEAT_DRIFT_MAX
+        # Per event type: (group, subject, state, is a known state, group code).
+        type_info: dict[str, tuple[str, str, str, bool, int]] = {}
+        # Worker incarnations: hostname -> {pid: clock offset}; the last pid is the current one.
+        incarnations: OrderedDict[str, dict[Any, int]] = OrderedDict()
+        max_incarnations = 2 * max(1, max_workers)
+        high_water = 0  # highest effective clock seen
+
+        def parse_type(etype: Any) -> tuple[str, str, str, bool, int] | None:
+            if type(etype) is not str or len(etype) > MAX_TYPE_LENGTH:
+                return None
+            group, _, subject = etype.partition("-")
+            known = event_to_state.get(subject)
+            code = 1 if group == "task" else 2 if group == "worker" else 0
+            info = (group, subject, known or subject.upper(), known is not None, code)
+            if len(type_info) < MAX_CACHED_TYPES:
+                type_info[etype] = info
+            return info
+
+        def bad_values(event: dict[str, Any]) -> str | None:
+            if len(event) > MAX_EVENT_FIELDS:
+                return "too many fields"
+            for key, value in event.items():
+                if type(key) is not str:
+                    return "non-string key"
+                if type(value) is str and len(value) > max_len:
+                    return f"field {key!r} too long"
+            return None
+
+        def clock_offset(hostname: str, pid: Any, clock: Any, detect: bool) -> int:
+            """Offset that keeps a restarted worker's reset logical clock after what was seen."""
+            offsets = incarnations.get(hostname)
+            if type(pid) is not int:
+                pid = None
+            if offsets is None:
+                if not detect or pid is None:
+                    return 0
+                incarnations[hostname] = {pid: 0}
+                if len(incarnations) > max_incarnations:
+                    incarnations.popitem(last=False)
+                return 0
+            offset = offsets.get(pid)
+            if offset is not None:
+                return offset
+            current = next(reversed(offsets.values()))
+            if not detect or pid is None:
+                return current  # e.g. a custom event from a pool child of the current worker
+            # A new main pid: the worker restarted. Continue its clock above everything seen.
+            offset = high_water + 1 - clock if clock and clock <= high_water else 0
+            offsets[pid] = offset
+            if len(offsets) > MAX_PIDS_PER_HOST:
+                del offsets[next(iter(offsets))]
+            incarnations.move_to_end(hostname)
+            return offset
+
+        def _event(event: Any) -> Any:
+            nonlocal high_water
+            state.event_count += 1
+            if type(event) is not dict:
+                return reject("not a mapping", event)
+            etype = event.get("type")
+            info = type_info.get(etype) if type(etype) is str else None
+            if info is None:
+                info = parse_type(etype)
+                if info is None:
+                    return reject("missing or invalid type", event)
+            if event_callback is not None:
+                event_callback(state, event)
+            group, subject, new_state, known, code = info
+            if handlers:
+                handler = handlers.get(group)
+                if handler is not None:
+                    return handler(subject, event), subject
+
+            if code == 1:  # ---------------------------------------------------- task events
+                get = event.get
+                uuid = get("uuid")
+                hostname = get("hostname")
+                timestamp = get("timestamp")
+                clock = get("clock", _MISSING)
+                local_received = get("local_received", _MISSING)
+                if (
+                    type(uuid) is not str
+                    or not uuid
+                    or len(uuid) > MAX_ID_LENGTH
+                    or type(hostname) is not str
+                    or len(hostname) > MAX_ID_LENGTH
+                    or type(timestamp) not in number
+                    or type(clock) not in number_or_none
+                    or type(local_received) not in number_or_none
+                    or type(get("name")) not in str_or_none
+                    or type(get("parent_id")) not in str_or_none
+                    or type(get("root_id")) not in str_or_none
+                    or type(get("state")) not in str_or_none
+                ):
+                    return reject(
+                        "task event with missing or invalid uuid, hostname, "
+                        "timestamp, clock, local_received or name",
+                        event,
+                    )
+                problem = bad_values(event)
+                if problem is not None:
+                    return reject(problem, event)
+                if type(timestamp) is Decimal:  # some JSON decoders give Decimal
+                    timestamp = float(timestamp)
+                if type(local_received) is Decimal:
+                    local_received = float(local_received)
+                state.seq = seq = state.seq + 1
+
+                task = tdata.get(uuid)
+                if task is None:
+                    while len(tdata) >= max_tasks:
+                        old_uuid, old_task = t_evict(last=False)
+                        forget(old_uuid, old_task)
+                    task = tdata[uuid] = task_cls(uuid, cluster_state=state)
+                    task._born = seq
+                    created = True
+                else:
+                    t_touch(uuid)
+                    created = False
+                task._seq = seq
+                d = task.__dict__
+
+                if subject == "sent":  # sent by the client, not a worker
+                    d["client"] = hostname
+                    origin = hostname
+                    offset = 0
+                else:
+                    worker = wdata.get(hostname)
+                    if worker is None:
+                        while len(wdata) >= max_workers:
+                            w_evict(last=False)
+                        worker = wdata[hostname] = worker_cls(hostname)
+                    else:
+                        w_touch(hostname)
+                    task.worker = worker
+                    worker._seq = seq
+                    # The heartbeat is the time we received the event (Celery records the
+                    # sender's timestamp here because its arguments are swapped).
+                    if local_received and timestamp:
+                        drift = local_received - timestamp
+                        if (drift > drift_max or drift < -drift_max) and abs(
+                            int(local_received) - int(timestamp)
+                        ) > drift_max:
+                            _warn_drift(
+                                hostname,
+                                abs(int(local_received) - int(timestamp)),
+                                local_received,
+                                timestamp,
+                            )
+                        _add_heartbeat(worker.heartbeats, local_received, hb_max)
+                    origin = worker._origin
+                    offset = clock_offset(hostname, get("pid"), clock, known)
+
+                # Time order: one entry per task event, lowest dropped beyond the cap.
+                if clock:
+                    effective = clock + offset
+                    if effective > high_water:
+                        high_water = effective
+                else:
+                    effective = high_water  # no logical clock: order as "now"
+                head = state._heap_head
+                live = len(heap) - head
+                if live >= heap_cap:
+                    head += 1
+                    live -= 1
+                    if head > 1024 and head * 2 > len(heap):
+                        del heap[:head]
+                        head = 0
+                    state._heap_head = head
+                entry = (effective, origin, seq, uuid)
+                if live and entry > heap[-1]:
+                    heap_append(entry)
+                else:
+                    insort(heap, entry, head)
+
+                if subject == "received":
+                    state.task_count += 1
+
+                if custom_task_event:
+                    task.event(subject, timestamp, local_received, event)
+                else:
+                    if known:
+                        d[subject] = timestamp
+                    current = d.get("state", PENDING)
+                    if (
+                        new_state != RETRY
+                        and current != RETRY
+                        and prec_get(new_state, custom_prec) > prec_get(current, custom_prec)
+                    ):
+                        keep = merge_rules.get(new_state)
+                        if keep is not None:
+                            for key in keep:
+                                if key in event:
+                                    d[key] = event[key]
+                        else:
+                            d.update(event)
+                    else:
+                        event["state"] = new_state
+                        event["timestamp"] = timestamp
+                        d.update(event)
+
+                name = d.get("name")
+                if name is not None and type(name) is str:
+                    if name not in seen_types:
+                        seen_types[name] = None
+                        if len(seen_types) > MAX_TASK_TYPES:
+                            del seen_types[next(iter(seen_types))]
+                    if created:
+                        by_type[name].add(task)
+                        by_worker[hostname].add(task)
+                        task._idx = (name, hostname)
+
+                parent_id = d.get("parent_id")
+                if parent_id and type(parent_id) is str:
+                    parent = tdata.get(parent_id)
+                    if parent is not None:
+                        kids = parent._children
+                        if kids is None:
+                            parent._children = {uuid}
+                            parent._seq = seq
+                        elif uuid not in kids:
+                            kids.add(uuid)
+                            parent._seq = seq
+                    else:
+                        waiting = to_resolve.get(parent_id)
+                        if waiting is None:
+                            to_resolve[parent_id] = {uuid}
+                            if len(to_resolve) > resolve_cap:
+                                to_resolve.popitem(last=False)
+                        else:
+                            waiting.add(uuid)
+                            to_resolve.move_to_end(parent_id)
+                if to_resolve:
+                    waiting = to_resolve.pop(uuid, None)
+                    if waiting:
+                        if task._children is None:
+                            task._children = waiting
+                        else:
+                            task._children |= waiting
+                return (task, created), subject
+
+            if code == 2:  # -------------------------------------------------- worker events
+                get = event.get
+                hostname = get("hostname")
+                timestamp = get("timestamp", _MISSING)
+                local_received = get("local_received", _MISSING)
+                if (
+                    type(hostname) is not str
+                    or not hostname
+                    or len(hostname) > MAX_ID_LENGTH
+                    or type(timestamp) not in number_or_none
+                    or type(local_received) not in number_or_none
+                    or type(get("freq", 60)) not in number
+                    or "heartbeats" in event
+                ):
+                    return reject(
+                        "worker event with missing or invalid hostname, timestamp, "
+                        "local_received or freq",
+                        event,
+                    )
+                problem = bad_values(event)
+                if problem is not None:
+                    return reject(problem, event)
+                state.seq = seq = state.seq + 1
+                is_offline = subject == "offline"
+                worker = wdata.get(hostname)
+                created = False
+                if worker is not None:
+                    w_touch(hostname)
+                elif is_offline:
+                    worker = worker_cls(hostname)  # transient: an unknown worker leaving
+                else:
+                    while len(wdata) >= max_workers:
+                        w_evict(last=False)
+                    worker = wdata[hostname] = worker_cls(hostname)
+                    created = True
+                worker._seq = seq
+                clock = get("clock")
+                clock_offset(hostname, get("pid"), clock if type(clock) is int else 0, True)
+                if custom_worker_event:
+                    worker.event(subject, timestamp, local_received, event)
+                else:
+                    Worker.event(worker, subject, timestamp, local_received, event)
+                if on_node_join is not None and (created or subject == "online"):
+                    on_node_join(worker)
+                if is_offline:
+                    if on_node_leave is not None:
+                        on_node_leave(worker)
+                    wdata.pop(hostname, None)
+                return (worker, created), subject
+            return None
+
+        return _event
+
+    # -- snapshots ------------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """A consistent, independent copy; the lock is held only while copying."""
+        snap = Snapshot.__new__(Snapshot)
+        new_task = Task.__new__
+        new_worker = Worker.__new__
+        workers: dict[str, Worker] = {}
+        tasks: dict[str, Task] = {}
+        copies: dict[int, Worker] = {}
+
+        def copy_worker(src: Worker) -> Worker:
+            dst = new_worker(type(src))
+            for slot in _WORKER_SLOTS:
+                object.__setattr__(dst, slot, getattr(src, slot))
+            dst.heartbeats = list(src.heartbeats)
+            dst.__dict__.update(src.__dict__)
+            copies[id(src)] = dst
+            return dst
+
+        with self._mutex:
+            snap.seq = self.seq
+            snap.watermark = self.watermark
+            snap.event_count = self.event_count
+            snap.task_count = self.task_count
+            snap.rejected_count = self.rejected_count
+            for hostname, worker in self.workers.data.items():
+                workers[hostname] = copy_worker(worker)
+            get_copy = copies.get
+            for uuid, task in self.tasks.data.items():
+                dst = new_task(type(task))
+                dst.__dict__ = task.__dict__.copy()
+                kids = task._children
+                dst._children = None if kids is None else set(kids)
+                dst._seq = task._seq
+                dst._born = task._born
+                dst._idx = task._idx
+                dst.cluster_state = snap
+                worker = task.worker
+                if worker is None:
+                    dst.worker = None
+                else:
+                    dst.worker = get_copy(id(worker)) or copy_worker(worker)
+                tasks[uuid] = dst
+            snap._heap = self._heap[self._heap_head :]
+            snap._seen_types = dict(self._seen_types)
+        snap.taken_at = time.time()
+        snap.max_tasks_in_memory = self.max_tasks_in_memory
+        snap.max_workers_in_memory = self.max_workers_in_memory
+        snap._heap_head = 0
+        snap.tasks = FrozenMap(tasks)
+        snap.workers = FrozenMap(workers)
+        snap.tasks_by_type = CallableIndex(snap._tasks_by_type)
+        snap.tasks_by_worker = CallableIndex(snap._tasks_by_worker)
+        for task in tasks.values():
+            idx = task._idx
+            if idx is not None:
+                snap.tasks_by_type[idx[0]].add(task)
+                snap.tasks_by_worker[idx[1]].add(task)
+        return snap
+
+    def clear_shown(self, snapshot: Snapshot, ready: bool = True) -> None:
+        """Forget what `snapshot` showed and nothing that changed since.
+
+        Under the lock: drop the tasks the snapshot held that are unchanged since (only ready
+        ones unless `ready=False`) and the unchanged workers, and subtract the snapshot's
+        counts. Unlike `clear()`, tasks that stay keep their place in the time order.
+        """
+        seq = snapshot.seq
+        with self._mutex:
+            tdata, wdata = self.tasks.data, self.workers.data
+            forget = self._forget_task
+            for uuid in snapshot.tasks.data:
+                task = tdata.get(uuid)
+                if task is None or task._seq > seq:
+                    continue
+                if ready and task.state not in READY_STATES:
+                    continue
+                del tdata[uuid]
+                forget(uuid, task)
+            for hostname in snapshot.workers.data:
+                worker = wdata.get(hostname)
+                if worker is not None and worker._seq <= seq:
+                    del wdata[hostname]
+            self.event_count = max(0, self.event_count - snapshot.event_count)
+            self.task_count = max(0, self.task_count - snapshot.task_count)
+
+    # -- pickling ---------------------------------------------------------------------------------
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return self.__class__, (
+            self.event_callback,
+            self.workers,
+            self.tasks,
+            None,
+            self.max_workers_in_memory,
+            self.max_tasks_in_memory,
+            self.on_node_join,
+            self.on_node_leave,
+            {key: list(ts.data) for key, ts in self.tasks_by_type.items()},
+            {key: list(ts.data) for key, ts in self.tasks_by_worker.items()},
+        )
+
+    def __repr__(self) -> str:
+        return f"<State: events={self.event_count} tasks={self.task_count}>"
+
+
+_WORKER_SLOTS = tuple(s for s in Worker.__slots__ if s not in ("__dict__", "__weakref__"))
+
+
+class Snapshot(_Reader):
+    """An independent, consistent copy of a State, with its whole read API.
+
+    Tasks and workers are copies: later events do not change them, and `parent`, `root` and
+    `children` resolve within the snapshot. Nothing else mutates a snapshot, so it may be read
+    on any thread while the live state keeps ingesting.
+    """
+
+    seq: int
+    watermark: Any
+    taken_at: float
+    event_count: int
+    task_count: int
+    rejected_count: int
+    max_tasks_in_memory: int
+    max_workers_in_memory: int
+    tasks: FrozenMap
+    workers: FrozenMap
+    tasks_by_type: CallableIndex
+    tasks_by_worker: CallableIndex
+
+    def changed_tasks(self, since_seq: int) -> list[Task]:
+        """Tasks changed by an event after `since_seq` (least recently changed first)."""
+        return [task for task in self.tasks.data.values() if task._seq > since_seq]
+
+    def changed_workers(self, since_seq: int) -> list[Worker]:
+        """Workers changed by an event after `since_seq`."""
+        return [worker for worker in self.workers.data.values() if worker._seq > since_seq]
+
+    def freeze_while(self, fun: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run `fun` (a snapshot never changes, so no lock is needed; `clear_after` is ignored:
+        the camera runtime clears the live state with `State.clear_shown`)."""
+        kwargs.pop("clear_after", None)
+        return fun(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Snapshot: seq={self.seq} events={self.event_count} tasks={len(self.tasks)}>"

@@ -11,69 +11,8 @@ from structlog.testing import capture_logs
 
 from evcam.camera import Polaroid
 from evcam.rate import RateError
-from evcam.testing import ManualTimer, RecordingCamera, feed, task
+from evcam.testing import ManualTimer, RecordingCamera, feed, make_state, task
 from evcam.timer import Timer
-
-READY = {"SUCCESS", "FAILURE", "REVOKED"}
-TASK_STATES = {
-    "task-received": "RECEIVED",
-    "task-started": "STARTED",
-    "task-succeeded": "SUCCESS",
-    "task-failed": "FAILURE",
-}
-
-
-class FakeTask:
-    def __init__(self, uuid: str, state: str, seq: int) -> None:
-        self.uuid, self.state, self._seq = uuid, state, seq
-
-
-class FakeSnapshot:
-    def __init__(self, tasks: dict, seq: int, event_count: int) -> None:
-        self.tasks, self.workers, self.seq, self.event_count = tasks, {}, seq, event_count
-
-
-class FakeState:
-    """The evcam.state contract in miniature (snapshot, clear_shown, lock, freeze_while)."""
-
-    def __init__(self) -> None:
-        self.lock = self._mutex = threading.Lock()
-        self.tasks: dict[str, FakeTask] = {}
-        self.workers: dict = {}
-        self.seq = self.event_count = 0
-
-    def event(self, event: dict) -> None:
-        with self.lock:
-            self.seq += 1
-            self.event_count += 1
-            self.tasks[event["uuid"]] = FakeTask(
-                event["uuid"], TASK_STATES[event["type"]], self.seq
-            )
-
-    def snapshot(self) -> FakeSnapshot:
-        with self.lock:
-            tasks = {u: FakeTask(u, t.state, t._seq) for u, t in self.tasks.items()}
-            return FakeSnapshot(tasks, self.seq, self.event_count)
-
-    def clear_shown(self, snapshot: FakeSnapshot, ready: bool = True) -> None:
-        with self.lock:
-            for uuid, task in list(self.tasks.items()):
-                if task._seq <= snapshot.seq and (task.state in READY or not ready):
-                    del self.tasks[uuid]
-            self.event_count -= snapshot.event_count
-
-    def freeze_while(self, fun: Any, *args: Any, clear_after: bool = False, **kw: Any) -> Any:
-        with self.lock:
-            try:
-                return fun(*args, **kw)
-            finally:
-                if clear_after:
-                    self.tasks = {u: t for u, t in self.tasks.items() if t.state not in READY}
-                    self.event_count = 0
-
-
-def make_state() -> FakeState:
-    return FakeState()
 
 
 class Broken(RecordingCamera):

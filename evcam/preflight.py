@@ -7,7 +7,6 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
-import sys
 from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
@@ -151,24 +150,31 @@ def absolute_sqlite_url(url: str, base: str) -> str:
 
 
 def _option_defaults(cls: Callable[..., Any]) -> dict[str, Any]:
-    """String defaults of the camera's keyword parameters, plus `url` from a module-level
-    `DEFAULT_URL` for cameras that take `**options` (evcam.cameras.sql does)."""
-    defaults: dict[str, Any] = {}
+    """String defaults of the camera constructor's keyword parameters."""
     try:
         parameters = inspect.signature(cls).parameters
     except (TypeError, ValueError):
-        parameters = {}  # type: ignore[assignment]
-    for name, parameter in parameters.items():
-        if isinstance(parameter.default, str):
-            defaults[name] = parameter.default
-    module_url = getattr(sys.modules.get(getattr(cls, "__module__", "")), "DEFAULT_URL", None)
-    if isinstance(module_url, str):
-        defaults.setdefault("url", module_url)
-    return defaults
+        return {}
+    return {
+        name: parameter.default
+        for name, parameter in parameters.items()
+        if isinstance(parameter.default, str)
+    }
 
 
 def resolve_camera_options(cls: Callable[..., Any], options: dict[str, Any]) -> dict[str, Any]:
-    """Make every relative SQLite URL among the options (and the camera's defaults) absolute."""
+    """Validate and resolve the camera options before the daemon's chdir("/").
+
+    A camera class may offer `preflight(options) -> options` (the built-in cameras do: they
+    check their options and make their paths and URLs absolute). For the others, every relative
+    SQLite URL among the options and the constructor's defaults is made absolute.
+    """
+    check = getattr(cls, "preflight", None)
+    if callable(check):
+        try:
+            options = dict(check(dict(options)))
+        except Exception as exc:
+            raise PreflightError("--camera-option", str(exc)) from exc
     base = os.getcwd()
     resolved = {
         key: absolute_sqlite_url(value, base) if isinstance(value, str) else value

@@ -59,6 +59,11 @@ BROKER = "amqp://guest:guest@127.0.0.1:9//"
             exitcodes.CONFIG,
             "--camera-option: FileCamera(...) raised TypeError",
         ),
+        (
+            ["--camera-option", "bogus=1"],
+            exitcodes.CONFIG,
+            "--camera-option: unknown camera option 'bogus' for the SQL camera",
+        ),
         (["--maxrate", "ten per minute"], exitcodes.CONFIG, "--maxrate: bad rate"),
         (["--maxrate", "0/m"], exitcodes.CONFIG, "--maxrate:"),
         (["--frequency", "0"], exitcodes.USAGE, "--frequency"),

@@ -27,10 +27,8 @@ POSTGRES_URL = os.environ.get("EVCAM_TEST_POSTGRES", "postgresql+psycopg://postg
 
 
 def make_state() -> Any:
-    try:
-        from evcam.state import State
-    except ImportError:  # before evcam.state existed
-        from celery.events.state import State
+    from evcam.state import State
+
     return State(max_tasks_in_memory=TASKS * 2)
 
 

@@ -21,12 +21,8 @@ from evcam.cameras.sql import (
     create_history_engine,
     parse_options,
 )
+from evcam.state import State
 from tests.conftest import unique
-
-try:
-    from evcam.state import State
-except ImportError:  # until evcam.state lands, Celery's State builds the same Task objects
-    from celery.events.state import State
 
 T0 = 1_700_000_000.0
 _clock = itertools.count(1)

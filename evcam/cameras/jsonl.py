@@ -1,0 +1,120 @@
+"""The JSON-lines camera: one JSON object per changed task and worker per shot.
+
+Each line is ``{"type": "task", "shot": <epoch>, ...}`` (the fields the SQL camera stores,
+``worker`` as a hostname) or ``{"type": "worker", "shot": <epoch>, ...}``, in that order, tasks
+first. Output goes to stdout (the default, for ``--foreground`` pipelines) or, with
+``--camera-option path=FILE``, is appended to FILE, which is opened for each shot so that a
+rotated or deleted file is simply created again. A shot that cannot write raises (the runtime
+logs it) and its changes are written again by the next shot, so a line may repeat but none is
+lost.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from evcam.camera import Polaroid
+from evcam.cameras.sql import CameraOptionError, _objects, task_record, worker_record
+
+STDOUT = "-"
+OPTIONS = ("path",)
+
+
+def resolve_path(value: Any) -> str:
+    """``-`` for stdout, otherwise an absolute path whose directory exists."""
+    text = str(value).strip()
+    if not text:
+        raise CameraOptionError("camera option path: empty (use '-' for stdout)")
+    if text == STDOUT:
+        return STDOUT
+    path = Path(text).expanduser().resolve()
+    if not path.parent.is_dir():
+        raise CameraOptionError(
+            f"camera option path: directory {str(path.parent)!r} does not exist"
+        )
+    if path.is_dir():
+        raise CameraOptionError(f"camera option path: {str(path)!r} is a directory")
+    return str(path)
+
+
+def _check(options: Mapping[str, Any]) -> None:
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise CameraOptionError(
+            f"unknown camera option {unknown[0]!r} for the JSON-lines camera (known: path)"
+        )
+
+
+def lines(tasks: Iterable[Any], workers: Iterable[Any], taken_at: float) -> bytes:
+    """The JSON lines of one shot."""
+    out = bytearray()
+    for task in tasks:
+        out += orjson.dumps({"type": "task", "shot": taken_at, **task_record(task)}) + b"\n"
+    for worker in workers:
+        out += orjson.dumps({"type": "worker", "shot": taken_at, **worker_record(worker)}) + b"\n"
+    return bytes(out)
+
+
+class JSONLCamera(Polaroid):
+    """Writes each shot's changed tasks and workers as JSON lines (stdout or ``path=``)."""
+
+    def __init__(
+        self,
+        state: Any,
+        freq: float = 1.0,
+        maxrate: Any = None,
+        cleanup_freq: float = 3600.0,
+        timer: Any = None,
+        app: Any = None,
+        **options: Any,
+    ) -> None:
+        _check(options)
+        self.path = resolve_path(options.get("path", STDOUT))
+        super().__init__(
+            state, freq=freq, maxrate=maxrate, cleanup_freq=cleanup_freq, timer=timer, app=app
+        )
+        self._lock = threading.Lock()
+        # seq of the last snapshot whose lines were written; 0 = nothing written yet.
+        self.stored_seq = 0
+
+    @classmethod
+    def preflight(cls, options: Mapping[str, str]) -> dict[str, str]:
+        """Validate options before daemonizing; return them with ``path`` made absolute."""
+        _check(options)
+        resolved = dict(options)
+        if "path" in options:
+            resolved["path"] = resolve_path(options["path"])
+        return resolved
+
+    def on_shutter(self, state: Any) -> None:
+        seq = getattr(state, "seq", None)
+        if seq is not None and hasattr(state, "changed_tasks"):
+            tasks = state.changed_tasks(self.stored_seq)
+            workers = state.changed_workers(self.stored_seq)
+        else:  # a plain Celery State: everything it holds
+            tasks, workers = list(state.tasks.values()), list(state.workers.values())
+        data = lines(
+            _objects(tasks), _objects(workers), getattr(state, "taken_at", None) or time.time()
+        )
+        with self._lock:
+            if data:
+                self._write(data)
+            if seq is not None:
+                self.stored_seq = seq
+
+    def _write(self, data: bytes) -> None:
+        if self.path == STDOUT:
+            stream = sys.stdout.buffer
+            stream.write(data)
+            stream.flush()
+            return
+        with open(self.path, "ab") as out:
+            out.write(data)
+            out.flush()

@@ -1023,9 +1023,10 @@ class State(_Reader):
                     Worker.event(worker, subject, timestamp, local_received, event)
                 if on_node_join is not None and (created or subject == "online"):
                     on_node_join(worker)
-                if is_offline:
-                    if on_node_leave is not None:
-                        on_node_leave(worker)
+                if is_offline and on_node_leave is not None:
+                    # As in Celery, a worker that left is forgotten only when someone listens
+                    # (on_node_leave); otherwise it stays, with no heartbeats, as offline.
+                    on_node_leave(worker)
                     wdata.pop(hostname, None)
                 return (worker, created), subject
             return None

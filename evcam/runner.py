@@ -95,7 +95,7 @@ class Status:
         stats = _as_dict(getattr(self.receiver, "stats", None))
         camera = _as_dict(getattr(self.camera, "stats", None))
         return {
-            "events": stats.get("events", stats.get("received", 0)) or 0,
+            "events": stats.get("events", 0) or 0,
             "rejected": stats.get("rejected", 0),
             "reconnects": stats.get("reconnects", 0),
             "tasks": len(getattr(self.state, "tasks", ())),
@@ -130,11 +130,9 @@ def _as_dict(stats: Any) -> dict[str, Any]:
         return {}
     if isinstance(stats, dict):
         return stats
-    if hasattr(stats, "_asdict"):
-        return stats._asdict()
-    if hasattr(stats, "__dict__"):
-        return dict(vars(stats))
-    return {}
+    if callable(getattr(stats, "as_dict", None)):
+        return stats.as_dict()
+    return dict(vars(stats)) if hasattr(stats, "__dict__") else {}
 
 
 def serve(settings: Settings, signals: Signals) -> int:

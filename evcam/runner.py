@@ -63,8 +63,11 @@ def evcam(
     """
     if app is not None:
         conf = app.conf
-        kwargs.setdefault("broker", conf.broker_read_url or conf.broker_url)
-        kwargs.setdefault("exchange", conf.event_exchange)
+        broker = conf.broker_read_url or conf.broker_url
+        if broker:
+            kwargs.setdefault("broker", broker)
+        if conf.event_exchange:
+            kwargs.setdefault("exchange", conf.event_exchange)
     options = kwargs.pop("camera_options", {})
     settings = Settings(
         camera=camera,

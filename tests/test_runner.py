@@ -1,0 +1,150 @@
+"""Preflight and the programmatic entry point `evcam.evcam()` (the latter in a subprocess,
+since it installs signal handlers and blocks until SIGTERM)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from evcam import exitcodes
+from evcam.daemon import Signals
+from evcam.pidlock import PidLock
+from evcam.preflight import (
+    AlreadyRunning,
+    PreflightError,
+    absolute_sqlite_url,
+    load_camera,
+    preflight,
+)
+from evcam.settings import Settings
+from tests.cameras import FileCamera
+from tests.conftest import ROOT, unique, wait_until
+from tests.test_daemon import env, shots
+
+
+def test_camera_spec_forms() -> None:
+    """A camera is named `pkg.mod.Class`, `pkg.mod:Class`, or given as the class itself."""
+    assert load_camera("tests.cameras.FileCamera") is FileCamera
+    assert load_camera("tests.cameras:FileCamera") is FileCamera
+    assert load_camera(FileCamera) is FileCamera
+    with pytest.raises(PreflightError, match="not a dotted path"):
+        load_camera("tests.cameras:")
+
+
+def test_sqlite_urls_become_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative SQLite URLs are resolved against the starting directory, others untouched."""
+    assert absolute_sqlite_url("sqlite:///h.db", "/srv") == "sqlite:////srv/h.db"
+    assert (
+        absolute_sqlite_url("sqlite:///h.db?timeout=3", "/srv") == "sqlite:////srv/h.db?timeout=3"
+    )
+    assert absolute_sqlite_url("sqlite:////abs/h.db", "/srv") == "sqlite:////abs/h.db"
+    assert absolute_sqlite_url("sqlite://", "/srv") == "sqlite://"
+    assert absolute_sqlite_url("postgresql://h/db", "/srv") == "postgresql://h/db"
+    monkeypatch.chdir(tmp_path)
+    resolved = preflight(Settings())  # the default SQL camera and its default database
+    assert resolved.camera_options["url"] == f"sqlite:///{tmp_path}/evcam.sqlite3"
+    assert not (tmp_path / "evcam.sqlite3").exists()  # checking opened nothing
+
+
+def test_paths_are_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative logfile/pidfile paths are resolved before a daemon's chdir('/')."""
+    monkeypatch.chdir(tmp_path)
+    resolved = preflight(
+        Settings(
+            camera=FileCamera,
+            camera_options={"path": "shots"},
+            logfile="e.log",
+            pidfile="e.pid",
+        )
+    )
+    assert resolved.logfile == str(tmp_path / "e.log")
+    assert resolved.pidfile == str(tmp_path / "e.pid")
+    assert resolved.camera is FileCamera
+
+
+@pytest.mark.parametrize(("detach", "code"), [(True, exitcodes.OK), (False, exitcodes.TEMPFAIL)])
+def test_lock_held_is_success_when_detaching(tmp_path: Path, detach: bool, code: int) -> None:
+    """A live holder: --detach means 'already done' (0), --foreground means 'try later' (75)."""
+    pidfile = tmp_path / "e.pid"
+    settings = Settings(camera=FileCamera, camera_options={"path": "x"}, pidfile=str(pidfile))
+    with PidLock(pidfile), pytest.raises(AlreadyRunning) as info:
+        preflight(settings.replace(detach=detach))
+    assert info.value.exit_code == code and info.value.pid == os.getpid()
+
+
+def test_signals_only_set_flags() -> None:
+    """A stop signal sets the flag and the attached receiver's should_stop, even if early."""
+
+    class Receiver:
+        should_stop = False
+
+    signals = Signals()
+    signals.on_stop(signal.SIGTERM, None)
+    early = Receiver()
+    signals.attach(early)
+    assert early.should_stop and signals.stop_signal == signal.SIGTERM
+    signals.on_hup(signal.SIGHUP, None)
+    assert signals.reopen
+
+
+def test_settings_are_frozen() -> None:
+    """Settings cannot be changed after they were checked."""
+    with pytest.raises(AttributeError):
+        Settings().freq = 2.0  # type: ignore[misc]
+
+
+SCRIPT = """
+import sys
+from evcam import evcam
+from {module} import {camera}
+sys.exit(evcam({camera_arg}, freq=0.2, loglevel="info", logfile={logfile!r}, pidfile={pidfile!r},
+               broker={broker!r}, exchange={exchange!r}, queue_prefix={prefix!r}, wakeup=False,
+               camera_options={{"path": {shots!r}}}{extra}))
+"""
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("flavour", ["evcam", "celery"])
+def test_programmatic_evcam(tmp_path: Path, rabbitmq_url: str, flavour: str) -> None:
+    """`evcam.evcam()` records shots with an evcam camera or one written for Celery's Polaroid
+    (built with evcam's timer), and stops with exit 0 and a final shot on SIGTERM."""
+    if flavour == "celery":
+        module, camera, camera_arg = "tests.cameras", "celery_file_camera", "celery_file_camera()"
+        extra = ", app=__import__('celery').Celery(set_as_current=False)"
+    else:
+        module, camera, camera_arg = "tests.cameras", "FileCamera", "'tests.cameras:FileCamera'"
+        extra = ""
+    script = SCRIPT.format(
+        module=module,
+        camera=camera,
+        camera_arg=camera_arg,
+        logfile=str(tmp_path / "e.log"),
+        pidfile=str(tmp_path / "e.pid"),
+        broker=rabbitmq_url,
+        exchange=unique("evx"),
+        prefix=unique("evcam-test"),
+        shots=str(tmp_path / "shots.jsonl"),
+        extra=extra,
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script)], env=env(), cwd=ROOT, stderr=subprocess.PIPE
+    )
+    try:
+        assert wait_until(lambda: len(shots(tmp_path / "shots.jsonl")) >= 2, 30), (
+            (tmp_path / "e.log").read_text() if (tmp_path / "e.log").exists() else ""
+        )
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    taken = shots(tmp_path / "shots.jsonl")
+    assert taken[-1]["final"] is True and not any(shot["final"] for shot in taken[:-1])
+    assert not (tmp_path / "e.pid").exists()

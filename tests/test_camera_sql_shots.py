@@ -157,3 +157,40 @@ def test_bad_camera_options_are_named_in_the_error() -> None:
         SQLCamera(State(), timer=ManualTimer(), path="/tmp/x")
     with pytest.raises(CameraOptionError, match="timeout"):
         SQLCamera(State(), timer=ManualTimer(), timeout="-1")
+
+
+def test_an_unreachable_database_fails_shots_until_it_is_back(tmp_path: Path) -> None:
+    """While the database cannot be opened shots fail; the first one after writes everything."""
+    directory = tmp_path / "mount"
+    directory.mkdir()
+    camera = make_camera(f"sqlite:///{directory / 'history.sqlite3'}")
+    directory.rmdir()  # like an unmounted volume or a stopped server
+    feed(camera.state, lifecycle("a"))
+    assert camera.capture() is False
+    feed(camera.state, lifecycle("b")[:2])
+    assert camera.capture() is False
+    assert camera.errors == 2 and camera.stored_seq == 0
+    directory.mkdir()
+    assert camera.capture() is True
+    assert stored(camera) == {"a": "SUCCESS", "b": "STARTED"}
+    camera.cancel()
+
+
+def test_postgresql_down_fails_the_shot_and_stores_nothing(unused_port: int) -> None:
+    """A PostgreSQL URL nobody answers makes the shot fail within the timeout, counted."""
+    camera = make_camera(f"postgresql+psycopg://postgres@127.0.0.1:{unused_port}/test", timeout="1")
+    feed(camera.state, lifecycle("a"))
+    assert camera.capture() is False
+    assert camera.errors == 1 and camera.stored_seq == 0
+    assert "OperationalError" in (camera.last_error or "")
+    camera.cancel()
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback TCP port with nothing listening."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

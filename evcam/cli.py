@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import grp
+import importlib
 import pwd
 import sys
 from types import MappingProxyType
@@ -12,7 +13,6 @@ import click
 from click.core import ParameterSource
 
 from evcam import __version__, exitcodes
-from evcam.history import history
 from evcam.log import LEVELS, parse_level
 from evcam.settings import DEFAULT_BROKER, DEFAULT_CAMERA, LOG_FORMATS, Settings, url_secrets
 
@@ -105,7 +105,24 @@ def _camera_options(values: tuple[str, ...]) -> dict[str, str]:
 POSITIVE = click.FloatRange(min=0, min_open=True)
 
 
+class Main(click.Group):
+    """A group whose heavier subcommands are imported only when invoked, so that the
+    every-minute cron start does not pay for SQLAlchemy before it finds evcam running."""
+
+    lazy = {"history": "evcam.history:history"}  # the read side of the SQL camera
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy and cmd_name not in self.commands:
+            module, _, attr = self.lazy[cmd_name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
 @click.group(
+    cls=Main,
     invoke_without_command=True,
     epilog=EPILOG,
     context_settings={"auto_envvar_prefix": "EVCAM", "help_option_names": ["-h", "--help"]},
@@ -259,6 +276,3 @@ def status(pidfile: str) -> None:
         sys.exit(exitcodes.STATUS_DEAD_PIDFILE)
     click.echo("evcam is not running")
     sys.exit(exitcodes.STATUS_NOT_RUNNING)
-
-
-main.add_command(history)  # the read side of the SQL camera

@@ -242,21 +242,21 @@ def preflight(settings: Settings) -> Settings:
             "--camera-option", f"{sorted(reserved)[0]!r} is set by evcam itself", exitcodes.USAGE
         )
     check_rate("--maxrate", settings.maxrate)
-    cls = load_camera(settings.camera)
-    options = resolve_camera_options(cls, dict(settings.camera_options))
-    resolved = settings.replace(
-        camera=cls,
-        camera_options=MappingProxyType(options),
+    paths = settings.replace(
         logfile=_absolute(settings.logfile),
         pidfile=_absolute(settings.pidfile),
         workdir=_absolute(settings.workdir),
     )
-    if resolved.workdir and not os.path.isdir(resolved.workdir):
-        raise PreflightError("--workdir", f"{resolved.workdir} is not a directory")
-    if resolved.logfile:
-        check_logfile(resolved.logfile)
-    if resolved.pidfile:
-        # Before constructing the camera: a cron start of a running instance stays cheap.
-        check_pidfile(resolved.pidfile, resolved.detach)
+    if paths.workdir and not os.path.isdir(paths.workdir):
+        raise PreflightError("--workdir", f"{paths.workdir} is not a directory")
+    if paths.logfile:
+        check_logfile(paths.logfile)
+    if paths.pidfile:
+        # Before importing the camera: the every-minute cron start of a running instance
+        # stays cheap (no database driver imported just to find the lock held).
+        check_pidfile(paths.pidfile, paths.detach)
+    cls = load_camera(settings.camera)
+    options = resolve_camera_options(cls, dict(settings.camera_options))
+    resolved = paths.replace(camera=cls, camera_options=MappingProxyType(options))
     check_camera(cls, resolved)
     return resolved

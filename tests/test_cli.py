@@ -173,3 +173,20 @@ def test_status_codes(tmp_path: Path) -> None:
     pidfile.write_text("not a pid")
     result = CliRunner().invoke(main, ["status", "--pidfile", str(pidfile)])
     assert result.exit_code == exitcodes.STATUS_UNKNOWN
+
+
+def test_history_is_a_lazily_loaded_subcommand() -> None:
+    """`evcam history` is reachable, yet importing the command does not import SQLAlchemy."""
+    import subprocess
+    import sys
+
+    result = invoke(["history", "--help"])
+    assert result.exit_code == 0 and "history" in result.output
+    assert "history" in invoke(["--help"]).output
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, evcam.cli; print('sqlalchemy' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert probe.stdout.strip() == "False", probe.stderr

@@ -114,10 +114,14 @@ def test_garbage_pidfile_is_refused_and_kept(tmp_path: Path) -> None:
     assert pidfile.read_text() == "[evcam]\nbroker = amqp://\n"
 
 
-def test_relative_paths_are_resolved_before_detaching(tmp_path: Path) -> None:
+def test_relative_paths_are_resolved_against_the_starting_directory(tmp_path: Path) -> None:
     """A relative logfile path is checked against the caller's directory, not '/'."""
     (tmp_path / "logs").mkdir()
     result = evcam(
-        "--broker", BROKER, "--detach", "--logfile", "nope/e.log", "--camera", "x", cwd=tmp_path
+        "--broker", BROKER, "--detach", "--logfile", "logs/e.log", "--camera", "x", cwd=tmp_path
     )
-    assert result.returncode == exitcodes.CONFIG  # the camera fails first; paths are fine
+    assert result.returncode == exitcodes.CONFIG  # the path was fine; the camera is not
+    assert (tmp_path / "logs" / "e.log").exists()
+    result = evcam("--broker", BROKER, "--detach", "--logfile", "nope/e.log", cwd=tmp_path)
+    assert result.returncode == exitcodes.CANTCREAT
+    assert f"directory {tmp_path / 'nope'} does not exist" in result.stderr

@@ -61,8 +61,11 @@ MAX_DRIFT_WARNED = 1000
 MAX_CACHED_TYPES = 1024
 MAX_PIDS_PER_HOST = 16
 
-_NUMBER = frozenset({int, float, Decimal})
-_NUMBER_OR_NONE = frozenset({int, float, Decimal, type(None)})
+_NUMBER = frozenset({int, float})
+_INT_OR_NONE = frozenset({int, type(None)})
+_NUMBER_OR_NONE = frozenset({int, float, type(None)})
+#: Timestamps (and freq) beyond this magnitude, NaN and infinities are malformed.
+MAX_TIME = 1e11
 _STR_OR_NONE = frozenset({str, type(None)})
 _MISSING = object()
 #: `_born` of a task that did not come from an event: older than any event.
@@ -736,6 +739,7 @@ class State(_Reader):
         prec_get = prec.get
         custom_prec = precedence(None)
         number, number_or_none, str_or_none = _NUMBER, _NUMBER_OR_NONE, _STR_OR_NONE
+        int_or_none = _INT_OR_NONE
         hb_max = worker_cls.heartbeat_max
         drift_max = HEARTBEAT_DRIFT_MAX
         # Per event type: (group, subject, state, is a known state, group code).
@@ -825,8 +829,10 @@ class State(_Reader):
                     or type(hostname) is not str
                     or len(hostname) > MAX_ID_LENGTH
                     or type(timestamp) not in number
-                    or type(clock) not in number_or_none
+                    or not -MAX_TIME < timestamp < MAX_TIME
+                    or type(clock) not in int_or_none
                     or type(local_received) not in number_or_none
+                    or (local_received is not None and not -MAX_TIME < local_received < MAX_TIME)
                     or type(get("name")) not in str_or_none
                     or type(get("parent_id")) not in str_or_none
                     or type(get("root_id")) not in str_or_none
@@ -840,10 +846,6 @@ class State(_Reader):
                 problem = bad_values(event)
                 if problem is not None:
                     return reject(problem, event)
-                if type(timestamp) is Decimal:  # some JSON decoders give Decimal
-                    timestamp = float(timestamp)
-                if type(local_received) is Decimal:
-                    local_received = float(local_received)
                 state.seq = seq = state.seq + 1
 
                 task = tdata.get(uuid)
@@ -984,13 +986,17 @@ class State(_Reader):
                 hostname = get("hostname")
                 timestamp = get("timestamp", _MISSING)
                 local_received = get("local_received", _MISSING)
+                freq = get("freq", 60)
                 if (
                     type(hostname) is not str
                     or not hostname
                     or len(hostname) > MAX_ID_LENGTH
                     or type(timestamp) not in number_or_none
+                    or (timestamp is not None and not -MAX_TIME < timestamp < MAX_TIME)
                     or type(local_received) not in number_or_none
-                    or type(get("freq", 60)) not in number
+                    or (local_received is not None and not -MAX_TIME < local_received < MAX_TIME)
+                    or type(freq) not in number
+                    or not 0 <= freq < MAX_TIME
                     or "heartbeats" in event
                 ):
                     return reject(

@@ -1,0 +1,272 @@
+"""The deliberate fixes of Celery's known State bugs (docs/compatibility.md), one test each,
+with Celery's behaviour shown alongside where it makes the difference plain."""
+
+from __future__ import annotations
+
+import copy
+import gc
+import time
+import tracemalloc
+from typing import Any
+
+import pytest
+from celery.events.state import State as CeleryState
+
+from evcam.state import MAX_EVENT_FIELDS, State
+
+
+def task_event(subject: str, uuid: str, clock: int, hostname: str = "w1", **fields: Any) -> dict:
+    now = fields.pop("timestamp", time.time())
+    return {
+        "type": f"task-{subject}",
+        "uuid": uuid,
+        "hostname": hostname,
+        "timestamp": now,
+        "local_received": fields.pop("local_received", now),
+        "clock": clock,
+        **fields,
+    }
+
+
+GOOD = task_event("received", "ok", 1, name="t")
+
+MALFORMED: list[Any] = [
+    None,
+    42,
+    "task-received",
+    ["task-received"],
+    {},
+    {"type": None},
+    {"type": ["task", "received"]},
+    {"type": "x" * 10_000},
+    {k: v for k, v in GOOD.items() if k != "uuid"},
+    {**GOOD, "uuid": None},
+    {**GOOD, "uuid": 12},
+    {**GOOD, "uuid": ""},
+    {**GOOD, "uuid": "u" * 100_000},
+    {k: v for k, v in GOOD.items() if k != "hostname"},
+    {**GOOD, "hostname": ["h"]},
+    {k: v for k, v in GOOD.items() if k != "timestamp"},
+    {**GOOD, "timestamp": "yesterday"},
+    {**GOOD, "timestamp": None},
+    {**GOOD, "timestamp": float("inf")},
+    {**GOOD, "timestamp": float("nan")},
+    {**GOOD, "local_received": float("-inf")},
+    {**GOOD, "clock": 7.5},
+    {k: v for k, v in GOOD.items() if k != "clock"},
+    {**GOOD, "clock": "7"},
+    {**GOOD, "clock": [7]},
+    {k: v for k, v in GOOD.items() if k != "local_received"},
+    {**GOOD, "name": ["unhashable"]},
+    {**GOOD, "parent_id": {"x": 1}},
+    {**GOOD, "state": {"x": 1}},
+    {**GOOD, "result": "r" * (1024 * 1024)},
+    {**GOOD, **{f"f{i}": i for i in range(MAX_EVENT_FIELDS + 1)}},
+    {"type": "worker-heartbeat", "hostname": None, "timestamp": 1.0, "local_received": 1.0},
+    {"type": "worker-heartbeat", "hostname": "w", "timestamp": "x", "local_received": 1.0},
+    {"type": "worker-heartbeat", "hostname": "w", "timestamp": 1.0, "local_received": 1.0,
+     "freq": "often"},
+    {"type": "worker-heartbeat", "hostname": "w", "timestamp": 1.0, "local_received": 1.0,
+     "heartbeats": "lots"},
+    {"type": "worker-heartbeat", "hostname": "w"},
+    {"type": "worker-heartbeat", "hostname": "w", "timestamp": float("nan"), "local_received": 1.0},
+    {"type": "worker-heartbeat", "hostname": "w", "timestamp": 1.0, "local_received": 1e300},
+    {"type": "worker-heartbeat", "hostname": "w", "timestamp": 1.0, "local_received": 1.0,
+     "freq": float("inf")},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("event", MALFORMED, ids=range(len(MALFORMED)))
+def test_malformed_event_is_counted_not_raised(event: Any) -> None:
+    """A malformed event returns None, counts in rejected_count and changes nothing else."""
+    state = State()
+    assert state.event(copy.deepcopy(event)) is None
+    assert state.rejected_count == 1
+    assert (len(state.tasks), len(state.workers), state.seq) == (0, 0, 0)
+    state.event(dict(GOOD))  # and the state keeps working
+    assert state.tasks["ok"].state == "RECEIVED"
+
+
+def test_celery_raises_on_a_task_event_without_clock() -> None:
+    """Why the fix matters: Celery's State raises KeyError out of the capture loop."""
+    with pytest.raises(KeyError):
+        CeleryState().event({k: v for k, v in GOOD.items() if k != "clock"})
+    assert State().event({k: v for k, v in GOOD.items() if k != "clock"}) is None
+
+
+def test_event_fields_cannot_clobber_links() -> None:
+    """Event fields named like the state's links (worker, children, parent) do not break them."""
+    state = State()
+    state.event(task_event("received", "p", 1, name="t"))
+    state.event(
+        task_event("received", "c", 2, name="t", parent_id="p", worker="x", children="y", parent=1)
+    )
+    child = state.tasks["c"]
+    assert child.worker.hostname == "w1"
+    assert child.parent is state.tasks["p"]
+    assert [t.uuid for t in state.tasks["p"].children] == ["c"]
+    assert child.as_dict()["children"] == []
+
+
+def test_events_refresh_recency_so_running_tasks_survive() -> None:
+    """A long-running task that keeps sending events is not evicted before newer idle ones
+    (Celery evicts first-seen first, even while the task is still running)."""
+    events = [task_event("received", "long", 1, name="t")]
+    clock = 1
+    for i in range(6):
+        clock += 1
+        events.append(task_event("received", f"short{i}", clock, name="t"))
+        clock += 1
+        events.append(task_event("progress", "long", clock, step=i))
+    ours, celery = State(max_tasks_in_memory=3), CeleryState(max_tasks_in_memory=3)
+    for event in events:
+        ours.event(dict(event))
+        celery.event(dict(event))
+    assert list(ours.tasks) == ["short4", "short5", "long"]
+    assert ours.tasks["long"].name == "t"
+    # What the fix is about: Celery evicted the running task and rebuilt it from a later
+    # event, so it lost everything task-received told (name, args, ...).
+    assert celery.tasks["long"].name is None
+
+
+def test_worker_recency_refreshed_by_events() -> None:
+    """An active worker is not evicted before workers that went quiet."""
+    state = State(max_workers_in_memory=2)
+    now = time.time()
+    for host in ("busy", "idle1", "busy", "idle2"):
+        state.event({"type": "worker-heartbeat", "hostname": host, "timestamp": now,
+                     "local_received": now})  # fmt: skip
+    assert sorted(state.workers) == ["busy", "idle2"]
+
+
+def test_evicted_tasks_leave_the_indexes() -> None:
+    """Eviction removes a task from tasks_by_type/tasks_by_worker and drops empty keys."""
+    state = State(max_tasks_in_memory=2)
+    for i in range(5):
+        state.event(task_event("received", f"t{i}", i + 1, hostname=f"w{i}", name=f"n{i}"))
+    assert {k: [t.uuid for t in v] for k, v in state.tasks_by_type.items()} == {
+        "n3": ["t3"],
+        "n4": ["t4"],
+    }
+    assert sorted(state.tasks_by_worker) == ["w3", "w4"]
+
+
+def test_parent_child_resolution_map_is_bounded() -> None:
+    """Children waiting for parents that never arrive occupy at most max_tasks entries."""
+    state = State(max_tasks_in_memory=10)
+    for i in range(1000):
+        state.event(task_event("received", f"c{i}", i + 1, name="t", parent_id=f"missing{i}"))
+    assert len(state._tasks_to_resolve) <= 10
+
+
+def _memory_after(events: int, state: State) -> int:
+    now = time.time()
+    for i in range(events):
+        uuid = f"task-{i}"
+        for clock, subject in enumerate(("received", "started", "succeeded")):
+            state.event(
+                {"type": f"task-{subject}", "uuid": uuid, "hostname": f"w{i % 7}",
+                 "timestamp": now + i, "local_received": now + i, "clock": 3 * i + clock + 1,
+                 "name": "t", "parent_id": f"p{i}", "result": "x" * 20}
+            )  # fmt: skip
+    gc.collect()
+    return tracemalloc.get_traced_memory()[0]
+
+
+def test_memory_is_flat_over_a_long_stream() -> None:
+    """Once the bounds are reached, eight times more events cost no more memory."""
+    tracemalloc.start()
+    try:
+        state = State(max_tasks_in_memory=500, max_workers_in_memory=5)
+        first = _memory_after(1_000, state)
+        second = _memory_after(8_000, state)
+    finally:
+        tracemalloc.stop()
+    assert len(state.tasks) == 500
+    assert len(state._heap) - state._heap_head <= 2000
+    assert second < first * 1.2
+
+
+def test_task_event_heartbeat_is_the_receive_time() -> None:
+    """A task event records the worker's heartbeat at local_received (Celery records the
+    sender's timestamp because of swapped arguments)."""
+    sent, received = time.time() - 3.0, time.time()
+    event = task_event("received", "t1", 1, timestamp=sent, local_received=received)
+    ours, celery = State(), CeleryState()
+    ours.event(dict(event))
+    celery.event(dict(event))
+    assert ours.workers["w1"].heartbeats == [received]
+    assert celery.workers["w1"].heartbeats == [sent]
+
+
+def _restart_stream(tasks_before: int, tasks_after: int) -> list[dict[str, Any]]:
+    """A worker runs tasks, restarts (new pid, logical clock back near zero), runs more."""
+    now = time.time()
+    events: list[dict[str, Any]] = []
+    clock = 1000
+    for pid, count, prefix in ((111, tasks_before, "old"), (222, tasks_after, "new")):
+        online = {"type": "worker-online", "hostname": "w1", "pid": pid, "freq": 2.0,
+                  "timestamp": now, "local_received": now, "clock": clock}  # fmt: skip
+        events.append(online)
+        for i in range(count):
+            for subject in ("received", "started", "succeeded"):
+                clock += 1
+                now += 0.01
+                events.append(task_event(subject, f"{prefix}{i}", clock, pid=pid, name="t",
+                                         timestamp=now))  # fmt: skip
+        clock = 1  # the restarted worker's clock starts again
+    return events
+
+
+def test_time_order_survives_worker_clock_reset() -> None:
+    """After a worker restarts with a reset logical clock its new tasks are the newest, and
+    the time order cap does not evict them first (Celery sorts them oldest and drops them)."""
+    events = _restart_stream(tasks_before=10, tasks_after=3)
+    ours, celery = State(max_tasks_in_memory=10), CeleryState(max_tasks_in_memory=10)
+    ours.heap_multiplier = celery.heap_multiplier = 1
+    for event in events:
+        ours.event(dict(event))
+        celery.event(dict(event))
+    assert [u for u, _ in ours.tasks_by_time()][:3] == ["new2", "new1", "new0"]
+    assert [u for u, _ in celery.tasks_by_time()][:3] != ["new2", "new1", "new0"]
+
+
+def test_no_clock_orders_as_now() -> None:
+    """An event without a logical clock (clock None or 0) sorts as the newest so far."""
+    state = State()
+    state.event(task_event("received", "a", 10))
+    state.event(task_event("received", "b", 20))
+    state.event(task_event("received", "c", 0))
+    assert next(u for u, _ in state.tasks_by_time()) == "c"
+
+
+def test_fractional_utcoffset_is_accepted() -> None:
+    """A UTC+5:30 sender (fractional utcoffset) is applied like any other event."""
+    state = State()
+    state.event(task_event("received", "t1", 1, utcoffset=-5.5, name="t"))
+    state.event({"type": "worker-online", "hostname": "w2", "timestamp": time.time(),
+                 "local_received": time.time(), "utcoffset": -5.5, "freq": 2.0})  # fmt: skip
+    assert state.tasks["t1"].utcoffset == -5.5
+    assert state.workers["w2"].alive
+    assert state.rejected_count == 0
+
+
+def test_tasks_by_worker_skips_tasks_seen_only_as_sent() -> None:
+    """The call form of tasks_by_worker does not raise for a task with no worker yet."""
+    state = State()
+    state.event(task_event("sent", "s", 1, hostname="client", name="t"))
+    state.event(task_event("received", "r", 2, name="t"))
+    assert [u for u, _ in state.tasks_by_worker("w1")] == ["r"]
+    celery = CeleryState()
+    celery.event(task_event("sent", "s", 1, hostname="client", name="t"))
+    with pytest.raises(AttributeError):
+        list(celery.tasks_by_worker("w1"))
+
+
+def test_parent_is_looked_up_not_cached() -> None:
+    """task.parent found missing once is found when the parent arrives later."""
+    state = State()
+    state.event(task_event("received", "c", 1, name="t", parent_id="p"))
+    assert state.tasks["c"].parent is None
+    state.event(task_event("received", "p", 2, name="t"))
+    assert state.tasks["c"].parent is state.tasks["p"]

@@ -110,6 +110,7 @@ class Status:
 
     def text(self, counters: dict[str, Any]) -> str:
         return (
+            f"{counters.get('events_per_sec', 0)} events/s, "
             f"{counters['events']} events, {counters['tasks']} tasks, "
             f"{counters['workers']} workers, {counters['shots']} shots, "
             f"{counters['camera_errors']} camera errors, {counters['reconnects']} reconnects"

@@ -41,6 +41,8 @@ def run(settings: Settings) -> int:
     except PreflightError as exc:
         print(f"evcam: {exc}", file=sys.stderr)
         return exc.exit_code
+    if resolved.detach and not resolved.logfile:
+        print("evcam: warning: --detach without --logfile discards every log line", file=sys.stderr)
     return start(resolved, partial(serve, resolved))
 
 

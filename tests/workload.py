@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 ETA_SECONDS = 3.0
@@ -45,7 +45,7 @@ def send_workload(app: Any, *, adds: int = 5) -> dict[str, list[str]]:
     roles: dict[str, list[str]] = {role: [] for role in EXPECTED_FINAL}
     # The ETA task goes first so the worker holds it before it is revoked. A worker announces
     # task-revoked for a held ETA task only when the ETA comes, so the ETA is near.
-    eta = datetime.now(UTC) + timedelta(seconds=ETA_SECONDS)
+    eta = datetime.now(timezone.utc) + timedelta(seconds=ETA_SECONDS)
     revoked = app.send_task(name("sleepy"), args=(0.1,), eta=eta)
     roles["revoked_eta"].append(revoked.id)
     for i in range(adds):

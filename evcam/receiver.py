@@ -1,0 +1,675 @@
+"""The event stream: consume a Celery cluster's events from the broker and feed the state.
+
+`Receiver.run()` connects (kombu), declares the event exchange and a queue, broadcasts the
+`heartbeat` wake-up on `celery.pidbox`, consumes, and reconnects forever with capped exponential
+backoff and jitter. Nothing a producer sends can end the loop: non-JSON or malformed messages
+are rejected, counted and logged (rate-limited); an event list keeps its good elements.
+
+Hot path on plain-TCP AMQP: kombu manages the connection, but the receiver reads the socket
+itself in large chunks and parses `basic.deliver` frames directly; every other frame is handed
+back to py-amqp, which stays in charge of the protocol (heartbeats, channel and connection
+close, cancel). TLS and Redis go through py-amqp / kombu as usual.
+
+Queue policy:
+- default: an exclusive, auto-delete queue `<queue_prefix>.<uuid>` with `x-message-ttl` and
+  `x-expires` (Celery 5.7's choice; events sent while disconnected are lost);
+- `queue=NAME`: a durable, non-exclusive queue that outlives evcam, so events published while
+  it is down wait for it (bounded by `queue_max_length` if given; TTL and expiry are not applied,
+  they would drop exactly what this mode keeps). Redis delivers events by pub/sub: nothing is
+  kept while disconnected, whatever the queue mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import struct
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from kombu import Connection, Consumer, Exchange, Producer, Queue
+
+from evcam.clock import BadEvent, EventClock
+from evcam.decode import JSON_CONTENT_TYPES, JSON_ENCODINGS, Rejected, check_content, decode_body
+
+log = structlog.get_logger(__name__)
+
+PIDBOX_EXCHANGE = "celery.pidbox"
+TICK = 0.5  # seconds between housekeeping passes (hooks, heartbeats, acks, watchdog)
+REJECT_LOG_INTERVAL = 10.0  # at most one log line per rejection reason per interval
+_unpack_from = struct.unpack_from
+
+
+class StreamStalled(Exception):
+    """The watchdog saw no message for too long while workers were known to be alive."""
+
+
+@dataclass
+class ReceiverStats:
+    """Counters the runner reads for its status line (updated by the receiver thread)."""
+
+    events: int = 0
+    messages: int = 0
+    rejected: int = 0
+    reconnects: int = 0
+    last_event_at: float | None = None  # epoch seconds of the newest accepted event
+    events_per_second: float = 0.0
+    connected: bool = False
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+
+    def last_event_age(self, now: float | None = None) -> float | None:
+        """Seconds since the newest accepted event, None before the first."""
+        if self.last_event_at is None:
+            return None
+        return (time.time() if now is None else now) - self.last_event_at
+
+    def as_dict(self) -> dict[str, Any]:
+        age = self.last_event_age()
+        return {
+            "events": self.events,
+            "messages": self.messages,
+            "rejected": self.rejected,
+            "reconnects": self.reconnects,
+            "last_event_age": None if age is None else round(age, 3),
+            "events_per_second": round(self.events_per_second, 1),
+            "connected": self.connected,
+        }
+
+
+def _noop(*_args: Any) -> None:
+    return None
+
+
+class Receiver:
+    """Consume the event exchange of `url_or_connection` into `state` (see module docstring)."""
+
+    def __init__(
+        self,
+        state: Any,
+        url_or_connection: str | Connection,
+        *,
+        exchange: str = "celeryev",
+        routing_key: str = "#",
+        queue: str | None = None,
+        queue_prefix: str = "celeryev",
+        queue_ttl: float | None = 5.0,
+        queue_expires: float | None = 60.0,
+        queue_max_length: int | None = None,
+        wakeup: bool = True,
+        heartbeat: float = 60.0,
+        acks: bool = False,
+        prefetch_count: int = 10_000,
+        connect_timeout: float = 1.0,
+        backoff_start: float = 1.0,
+        backoff_max: float = 30.0,
+        watchdog: float | None = 0.0,
+        stats_interval: float | None = 60.0,
+        node_id: str | None = None,
+        transport_options: dict[str, Any] | None = None,
+        ssl: Any = None,
+    ) -> None:
+        if isinstance(url_or_connection, Connection):
+            self._template = url_or_connection
+        else:
+            self._template = Connection(
+                url_or_connection,
+                heartbeat=heartbeat,
+                connect_timeout=connect_timeout,
+                transport_options=transport_options or {},
+                ssl=ssl,
+            )
+        self.state = state
+        self.exchange_name = exchange
+        self.routing_key = routing_key
+        self.queue_name = queue
+        self.queue_prefix = queue_prefix
+        self.queue_ttl = queue_ttl
+        self.queue_expires = queue_expires
+        self.queue_max_length = queue_max_length
+        self.wakeup = wakeup
+        self.acks = acks
+        self.prefetch_count = prefetch_count
+        self.backoff_start = backoff_start
+        self.backoff_max = backoff_max
+        # watchdog: seconds of silence tolerated while workers are alive; 0 = automatic
+        # (5 heartbeat intervals, at least 15 s); None = off.
+        self.watchdog = watchdog
+        self.stats_interval = stats_interval
+        self.node_id = node_id or uuid.uuid4().hex
+        self.url = self._template.as_uri()  # password masked by kombu
+
+        self.should_stop = False
+        self.stats = ReceiverStats()
+        self.clock = EventClock()
+        self.on_ready: Callable[[], None] = _noop
+        self.on_iteration: Callable[[], None] = _noop
+        self.on_connection_error: Callable[[Exception, float], None] = _noop
+
+        self._conn: Connection | None = None
+        self._channel: Any = None
+        self._generation = 0  # +1 per connection; part of the watermark
+        self._last_tag = 0
+        self._ack_request: tuple[int, int] | None = None
+        self._acked: tuple[int, int] | None = None
+        self._alive_workers: dict[str, float] = {}  # hostname -> heartbeat freq
+        self._last_message = time.monotonic()
+        self._next_tick = 0.0
+        self._next_stats = 0.0
+        self._rate_mark = (time.monotonic(), 0)
+        self._reject_logged: dict[str, tuple[float, int]] = {}
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def driver(self) -> str:
+        return self._template.transport.driver_type
+
+    def request_ack(self, watermark: tuple[int, int]) -> None:
+        """Ask the main thread to ack everything up to `watermark` (safe from any thread)."""
+        self._ack_request = watermark
+
+    def stop(self) -> None:
+        self.should_stop = True
+
+    def run(self) -> None:
+        """Consume until `should_stop` is set; reconnect forever on any failure."""
+        attempt = 0
+        ever_connected = False
+        while not self.should_stop:
+            try:
+                self._connect()
+            except Exception as exc:  # every failure means: back off, retry
+                interval = self._backoff(attempt)
+                attempt += 1
+                log.warning(
+                    "receiver.connect_failed",
+                    url=self.url,
+                    attempt=attempt,
+                    error=_describe(exc),
+                    retry_in=round(interval, 2),
+                )
+                self._hook(self.on_connection_error, exc, interval)
+                self._close()
+                self._sleep(interval)
+                continue
+            if ever_connected:
+                self.stats.reconnects += 1
+                log.info("receiver.reconnected", url=self.url, attempts=attempt)
+            ever_connected = True
+            attempt = 0
+            try:
+                self._consume()
+            except StreamStalled as exc:
+                log.warning("receiver.stream_stalled", url=self.url, detail=str(exc))
+            except Exception as exc:  # log it, reconnect, never die silently
+                known = isinstance(exc, self._known_errors())
+                (log.warning if known else log.exception)(
+                    "receiver.connection_lost", url=self.url, error=_describe(exc)
+                )
+                self._hook(self.on_connection_error, exc, 0.0)
+            finally:
+                self.stats.connected = False
+                self._close()
+        log.info("receiver.stopped", **self.stats.as_dict())
+
+    # ------------------------------------------------------------------ connection
+
+    def _known_errors(self) -> tuple[type[BaseException], ...]:
+        transport = self._template.transport
+        return (
+            OSError,
+            *transport.connection_errors,
+            *transport.channel_errors,
+        )
+
+    def _backoff(self, attempt: int) -> float:
+        """Capped exponential backoff with jitter (half to full of the capped step)."""
+        step = min(self.backoff_max, self.backoff_start * (2 ** min(attempt, 30)))
+        return step * random.uniform(0.5, 1.0)
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep in slices, keeping hooks alive and honouring `should_stop`."""
+        deadline = time.monotonic() + seconds
+        while not self.should_stop:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 0.2))
+            self._hook(self.on_iteration)
+
+    def _connect(self) -> None:
+        log.info("receiver.connecting", url=self.url)
+        conn = self._template.clone()
+        self._conn = conn
+        conn.connect()
+        self._generation += 1
+        self._last_tag = 0
+        channel = conn.channel()
+        self._channel = channel
+        self._declare(channel)
+
+    def _exchange(self) -> Exchange:
+        kind = "fanout" if self.driver in ("redis", "gcpubsub") else "topic"
+        return Exchange(self.exchange_name, type=kind, durable=True, auto_delete=False)
+
+    def _queue(self) -> Queue:
+        exchange = self._exchange()
+        if self.queue_name:
+            args = {"x-max-length": int(self.queue_max_length)} if self.queue_max_length else None
+            return Queue(
+                self.queue_name,
+                exchange,
+                routing_key=self.routing_key,
+                durable=True,
+                auto_delete=False,
+                exclusive=False,
+                queue_arguments=args,
+            )
+        return Queue(
+            f"{self.queue_prefix}.{self.node_id}",
+            exchange,
+            routing_key=self.routing_key,
+            durable=False,
+            auto_delete=True,
+            exclusive=True,
+            message_ttl=self.queue_ttl or None,
+            expires=self.queue_expires or None,
+        )
+
+    def _declare(self, channel: Any) -> None:
+        self._bound_queue = self._queue()(channel)
+        self._bound_queue.declare()
+        if self.driver == "redis" and self.queue_name:
+            log.warning(
+                "receiver.redis_named_queue",
+                queue=self.queue_name,
+                detail="Redis delivers events by pub/sub: events sent while evcam is "
+                "disconnected are lost even with a named queue",
+            )
+
+    def _close(self) -> None:
+        conn, self._conn, self._channel = self._conn, None, None
+        if conn is None:
+            return
+        try:
+            if self.should_stop:
+                conn.release()  # a clean goodbye when stopping
+            else:
+                conn.collect()  # a broken connection: drop it without a goodbye that can block
+        except Exception:  # closing a broken connection must not raise
+            with contextlib.suppress(Exception):
+                conn.collect()
+
+    def _wakeup(self) -> None:
+        try:
+            self._broadcast_wakeup()
+        except Exception as exc:  # events still flow without the wake-up
+            log.warning("receiver.wakeup_failed", error=_describe(exc))
+
+    def _broadcast_wakeup(self) -> None:
+        """Ask every worker for a heartbeat, so the worker list fills at once."""
+        conn = self._conn
+        assert conn is not None
+        channel = conn.channel()
+        try:
+            pidbox = Exchange(PIDBOX_EXCHANGE, type="fanout", durable=False, auto_delete=False)
+            Producer(channel).publish(
+                {
+                    "method": "heartbeat",
+                    "arguments": {},
+                    "destination": None,
+                    "pattern": None,
+                    "matcher": None,
+                },
+                exchange=pidbox,
+                routing_key="",
+                serializer="json",
+                headers={"clock": self.clock.forward(), "expires": time.time() + 1.0},
+                delivery_mode=1,
+                declare=[pidbox],
+            )
+        finally:
+            with contextlib.suppress(Exception):  # a side channel: failing to close is harmless
+                channel.close()
+
+    # ------------------------------------------------------------------ consuming
+
+    def _consume(self) -> None:
+        conn, channel = self._conn, self._channel
+        assert conn is not None
+        queue = self._bound_queue.name
+        if self.driver == "amqp":
+            if self.acks:
+                channel.basic_qos(0, self.prefetch_count, False)
+            channel.basic_consume(
+                queue,
+                callback=self._on_amqp_message,
+                no_ack=not self.acks,
+                on_cancel=self._on_cancel,
+            )
+        else:
+            consumer = Consumer(
+                channel,
+                queues=[self._bound_queue],
+                no_ack=not self.acks,
+                on_message=self._on_kombu_message,
+                accept=["json"],
+            )
+            if self.acks:
+                consumer.qos(prefetch_count=self.prefetch_count)
+            consumer.consume()
+        if self.wakeup and self.driver == "amqp":
+            self._wakeup()  # basic.consume-ok came back: the queue is listening
+        self.stats.connected = True
+        self._last_message = time.monotonic()
+        log.info("receiver.consuming", url=self.url, queue=queue, exchange=self.exchange_name)
+        self._hook(self.on_ready)
+        raw = getattr(conn.connection, "transport", None)
+        if self.driver == "amqp" and type(raw).__name__ == "TCPTransport":
+            self._read_loop(conn.connection, raw, channel.channel_id)
+        else:
+            self._drain_loop(conn)
+
+    def _drain_loop(self, conn: Connection) -> None:
+        """Generic loop: kombu/py-amqp read and dispatch, the receiver does housekeeping."""
+        drain = conn.drain_events
+        # Pub/sub transports subscribe on the first drain: wake workers up only after it.
+        pending_wakeup = self.wakeup
+        while True:
+            with contextlib.suppress(TimeoutError):
+                drain(timeout=0.05 if pending_wakeup else TICK)
+            if pending_wakeup:
+                pending_wakeup = False
+                self._wakeup()
+            now = time.monotonic()
+            if now >= self._next_tick and self._tick(now):
+                return
+
+    def _read_loop(self, amqp_conn: Any, transport: Any, channel_id: int) -> None:
+        """Plain-TCP AMQP: read big chunks and parse deliveries without py-amqp per-frame work.
+
+        Frames other than `basic.deliver` + content on our channel (and heartbeats) go back to
+        py-amqp through its read buffer, so protocol handling stays py-amqp's.
+        """
+        sock = transport.sock
+        sock.settimeout(TICK)
+        recv = sock.recv
+        parse = self._parse
+        buf = transport._read_buffer or b""
+        transport._read_buffer = b""
+        while True:
+            if len(buf) >= 7:
+                pos, frames = parse(buf, channel_id)
+                amqp_conn.bytes_recv += frames
+                if pos:
+                    buf = buf[pos:]
+                if len(buf) >= 7 and self._needs_amqp(buf, channel_id):
+                    # One method (plus its content, if any) for py-amqp, then back to parsing.
+                    transport._read_buffer = buf
+                    while not amqp_conn.blocking_read(TICK):
+                        pass
+                    buf = transport._read_buffer
+                    transport._read_buffer = b""
+                    continue
+            now = time.monotonic()
+            if now >= self._next_tick and self._tick(now):
+                return
+            try:
+                data = recv(262144)
+            except TimeoutError:
+                continue
+            if not data:
+                raise ConnectionError("server closed the connection")
+            buf = buf + data if buf else data
+
+    def _parse(self, buf: bytes, channel_id: int) -> tuple[int, int]:
+        """Ingest every complete delivery at the head of `buf`; return (bytes used, frames)."""
+        unpack = _unpack_from
+        ingest = self._ingest
+        pos, size, frames = 0, len(buf), 0
+        while size - pos >= 7:
+            ftype, chan, flen = unpack(">BHI", buf, pos)
+            end = pos + 7 + flen  # index of the frame-end octet
+            if end >= size:
+                break
+            if ftype == 8:  # heartbeat
+                frames += 1
+                pos = end + 1
+                continue
+            if ftype != 1 or chan != channel_id or unpack(">HH", buf, pos + 7) != (60, 60):
+                break  # not a delivery of ours: py-amqp's job
+            # basic.deliver arguments: consumer-tag (shortstr), then delivery-tag (longlong)
+            p = pos + 11
+            p += 1 + buf[p]
+            tag = unpack(">Q", buf, p)[0]
+            h = end + 1  # content header frame
+            if size - h < 7:
+                break
+            htype, _, hlen = unpack(">BHI", buf, h)
+            if htype != 2:
+                raise ConnectionError("AMQP framing error: content header expected")
+            hend = h + 7 + hlen
+            if hend >= size:
+                break
+            body_size, flags = unpack(">QH", buf, h + 11)
+            q = h + 21
+            ctype = cenc = None
+            compressed = False
+            if flags & 0x8000:
+                n = buf[q]
+                ctype = buf[q + 1 : q + 1 + n].decode("latin-1")
+                q += 1 + n
+            if flags & 0x4000:
+                n = buf[q]
+                cenc = buf[q + 1 : q + 1 + n].decode("latin-1")
+                q += 1 + n
+            if flags & 0x2000:
+                n = unpack(">I", buf, q)[0]
+                compressed = b"\x0bcompression" in buf[q + 4 : q + 4 + n]
+            b = hend + 1  # body frames
+            chunks: list[bytes] = []
+            got, count = 0, 2
+            while got < body_size:
+                if size - b < 7:
+                    break
+                btype, _, blen = unpack(">BHI", buf, b)
+                if btype != 3:
+                    raise ConnectionError("AMQP framing error: content body expected")
+                bend = b + 7 + blen
+                if bend >= size:
+                    break
+                chunks.append(buf[b + 7 : bend])
+                got += blen
+                count += 1
+                b = bend + 1
+            if got < body_size:
+                break  # the rest of this message is still on the wire
+            pos = b
+            frames += count
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            ingest(body, ctype, cenc, compressed, tag)
+        return pos, frames
+
+    @staticmethod
+    def _needs_amqp(buf: bytes, channel_id: int) -> bool:
+        """True when the frame at the head of `buf` is complete and not a delivery of ours."""
+        ftype, chan, flen = _unpack_from(">BHI", buf, 0)
+        if len(buf) < 8 + flen:
+            return False
+        return not (ftype == 1 and chan == channel_id and _unpack_from(">HH", buf, 7) == (60, 60))
+
+    def _on_cancel(self, consumer_tag: str) -> None:
+        raise ConnectionError(f"the broker cancelled consumer {consumer_tag}")
+
+    def _on_amqp_message(self, message: Any) -> None:
+        """py-amqp callback (TLS, or deliveries read while py-amqp had the socket)."""
+        props = message.properties
+        headers = props.get("application_headers") or {}
+        self._ingest(
+            message.body,
+            props.get("content_type"),
+            props.get("content_encoding"),
+            "compression" in headers,
+            message.delivery_info["delivery_tag"],
+        )
+
+    def _on_kombu_message(self, message: Any) -> None:
+        """kombu callback (Redis and other virtual transports): the raw body, not decoded."""
+        self._ingest(
+            message.body,
+            message.content_type,
+            message.content_encoding,
+            "compression" in (message.headers or {}),
+            message.delivery_tag,
+        )
+
+    def _ingest(
+        self,
+        body: Any,
+        content_type: str | None,
+        content_encoding: str | None,
+        compressed: bool,
+        tag: int,
+    ) -> None:
+        """Validate and decode one message, normalise its events, feed them to the state."""
+        self._last_tag = tag
+        self._last_message_seen = True
+        try:
+            if (
+                content_type not in JSON_CONTENT_TYPES
+                or content_encoding not in JSON_ENCODINGS
+                or compressed
+            ):
+                check_content(content_type, content_encoding, compressed)
+            events = decode_body(body)
+        except Rejected as exc:
+            self._reject(exc.reason, exc.detail)
+            return
+        now = time.time()
+        normalize = self.clock.normalize
+        feed = self.state.event
+        accepted = 0
+        for event in events:
+            if type(event) is not dict:
+                self._reject("not-an-event", f"list element is {type(event).__name__}")
+                continue
+            try:
+                etype = normalize(event, now)
+            except BadEvent as exc:
+                self._reject("bad-event", str(exc))
+                continue
+            if etype[0] == "w":
+                self._track_worker(etype, event)
+            try:
+                feed(event)
+            except Exception as exc:  # a state bug must not end the stream
+                self._reject("state-error", f"{type(exc).__name__}: {exc}")
+                continue
+            accepted += 1
+        stats = self.stats
+        stats.messages += 1
+        if accepted:
+            stats.events += accepted
+            stats.last_event_at = now
+        self.state.watermark = (self._generation, tag)
+
+    def _track_worker(self, etype: str, event: dict[str, Any]) -> None:
+        """Remember which workers send periodic heartbeats (for the watchdog)."""
+        hostname = event.get("hostname")
+        if etype == "worker-offline":
+            self._alive_workers.pop(hostname, None)  # type: ignore[arg-type]
+        elif etype == "worker-online" or (etype == "worker-heartbeat" and "active" in event):
+            # The wake-up reply carries no `active`: it says nothing about periodic heartbeats.
+            freq = event.get("freq")
+            self._alive_workers[hostname] = freq if type(freq) in (int, float) else 2.0  # type: ignore[index]
+
+    def _reject(self, reason: str, detail: str) -> None:
+        stats = self.stats
+        stats.rejected += 1
+        stats.rejected_by_reason[reason] = stats.rejected_by_reason.get(reason, 0) + 1
+        now = time.monotonic()
+        last, suppressed = self._reject_logged.get(reason, (0.0, 0))
+        if now - last >= REJECT_LOG_INTERVAL or last == 0.0:
+            log.warning(
+                "receiver.rejected",
+                reason=reason,
+                detail=detail[:200],
+                suppressed=suppressed,
+                total_rejected=stats.rejected,
+            )
+            self._reject_logged[reason] = (now, 0)
+        else:
+            self._reject_logged[reason] = (last, suppressed + 1)
+
+    # ------------------------------------------------------------------ housekeeping
+
+    def _tick(self, now: float) -> bool:
+        """Housekeeping, about twice a second. Returns True when the loop must end."""
+        self._next_tick = now + TICK
+        if self._last_message_seen:
+            self._last_message_seen = False
+            self._last_message = now
+        conn = self._conn
+        if conn is not None:
+            conn.heartbeat_check(rate=2)
+        self._perform_ack()
+        self._update_rate(now)
+        self.clock.refresh_offset()
+        self._hook(self.on_iteration)
+        self._check_watchdog(now)
+        return self.should_stop
+
+    _last_message_seen = False
+
+    def _perform_ack(self) -> None:
+        request = self._ack_request
+        if request is None or request == self._acked or not self.acks:
+            return
+        generation, tag = request
+        self._acked = request
+        if generation != self._generation or self._channel is None:
+            return  # from an earlier connection: those deliveries were requeued by the broker
+        self._channel.basic_ack(tag, multiple=True)
+
+    def _update_rate(self, now: float) -> None:
+        mark_time, mark_events = self._rate_mark
+        stats = self.stats
+        if now - mark_time >= 5.0:
+            stats.events_per_second = (stats.events - mark_events) / (now - mark_time)
+            self._rate_mark = (now, stats.events)
+        if self.stats_interval and now >= self._next_stats:
+            if self._next_stats:
+                log.info("receiver.stats", **stats.as_dict())
+            self._next_stats = now + self.stats_interval
+
+    def watchdog_timeout(self) -> float | None:
+        """Seconds of silence after which the stream counts as stalled (None: no watchdog)."""
+        if self.watchdog is None or not self._alive_workers:
+            return None
+        if self.watchdog:
+            return self.watchdog
+        return max(15.0, 5.0 * max(self._alive_workers.values()))
+
+    def _check_watchdog(self, now: float) -> None:
+        limit = self.watchdog_timeout()
+        if limit is None:
+            return
+        silent = now - self._last_message
+        if silent > limit:
+            workers = len(self._alive_workers)
+            self._alive_workers.clear()  # heard again after reconnecting, or not at all
+            raise StreamStalled(f"no message for {silent:.1f}s while {workers} worker(s) alive")
+
+    def _hook(self, hook: Callable[..., None], *args: Any) -> None:
+        try:
+            hook(*args)
+        except Exception:  # a failing hook must not stop ingestion
+            log.exception("receiver.hook_failed", hook=getattr(hook, "__name__", repr(hook)))
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

@@ -43,6 +43,13 @@ class Running:
         assert not self.thread.is_alive(), "the receiver did not stop"
 
 
+def _delete_exchange(url: str, name: str) -> None:
+    from kombu import Connection, Exchange
+
+    with Connection(url) as conn:
+        Exchange(name)(conn.default_channel).delete()
+
+
 @pytest.fixture
 def timer() -> Iterator[Timer]:
     timer = Timer()
@@ -77,6 +84,7 @@ def test_a_6s_camera_under_5000_events_per_s_drops_no_event(
         wait_until(lambda: state.event_count >= EVENTS, timeout=60)
         camera.slow = False
     camera.cancel()
+    _delete_exchange(rabbitmq_url, exchange)
     assert camera.errors == 0 and camera.shots >= 2
     assert state.event_count == EVENTS, f"{EVENTS - state.event_count} events were dropped"
 

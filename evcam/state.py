@@ -31,6 +31,7 @@ from evcam.states import (
     TASK_EVENT_TO_STATE,
     precedence,
 )
+from evcam.timeline import Timeline
 
 __all__ = [
     "HEARTBEAT_DRIFT_MAX",
@@ -461,8 +462,7 @@ class _Reader:
 
     tasks: Any
     workers: Any
-    _heap: list[tuple[Any, ...]]
-    _heap_head: int
+    _timeline: Timeline
     _seen_types: dict[str, None]
 
     def itertasks(self, limit: int | None = None) -> Iterator[tuple[str, Task]]:
@@ -479,9 +479,7 @@ class _Reader:
 
         As in Celery, `limit` counts task events, not distinct tasks.
         """
-        entries = self._heap[self._heap_head :]
-        if reverse:
-            entries.reverse()
+        entries = reversed(self._timeline) if reverse else iter(self._timeline)
         data = self.tasks.data
         seen: set[str] = set()
         for entry in islice(entries, 0, limit):
@@ -565,8 +563,7 @@ class State(_Reader):
         self.tasks_by_worker = CallableIndex(self._tasks_by_worker)
         self.workers = LRU(max_workers_in_memory, (workers or {}).items())
         self.tasks = LRU(max_tasks_in_memory, (tasks or {}).items(), self._forget_task)
-        self._heap: list[tuple[Any, ...]] = []
-        self._heap_head = 0
+        self._timeline = Timeline()
         self._last_reject_log = 0.0
         for task in self.tasks.data.values():
             task.cluster_state = self
@@ -590,10 +587,9 @@ class State(_Reader):
         """Rebuild the time order from the tasks in memory (one entry per task)."""
         tasks = list(self.tasks.data.values())
         base = -len(tasks)
-        self._heap[:] = sorted(
+        self._timeline.reset(
             (t.clock or 0, t.origin or "", base + i, t.uuid) for i, t in enumerate(tasks)
         )
-        self._heap_head = 0
 
     # -- locking and clearing ------------------------------------------------------------
 
@@ -620,8 +616,7 @@ class State(_Reader):
                 del data[uuid]
                 forget(uuid, task)
         # As in Celery, the time order is dropped whole: kept tasks reappear on their next event.
-        self._heap.clear()
-        self._heap_head = 0
+        self._timeline.clear()
 
     def _clear(self, ready: bool = True) -> None:
         self.workers.data.clear()
@@ -726,9 +721,8 @@ class State(_Reader):
         t_evict, w_evict = tdata.popitem, wdata.popitem
         max_tasks, max_workers = self.max_tasks_in_memory, self.max_workers_in_memory
         forget = self._forget_task
-        heap = self._heap
+        timeline_add = self._timeline.add
         heap_cap = max(1, self.max_tasks_in_memory * self.heap_multiplier)
-        heap_append = heap.append
         seen_types = self._seen_types
         by_type, by_worker = self.tasks_by_type, self.tasks_by_worker
         to_resolve = self._tasks_to_resolve
@@ -843,9 +837,11 @@ class State(_Reader):
                         "timestamp, clock, local_received or name",
                         event,
                     )
-                problem = bad_values(event)
-                if problem is not None:
-                    return reject(problem, event)
+                if len(event) > MAX_EVENT_FIELDS:
+                    return reject("too many fields", event)
+                for value in event.values():
+                    if type(value) is str and len(value) > max_len:
+                        return reject("a field is too long", event)
                 state.seq = seq = state.seq + 1
 
                 task = tdata.get(uuid)
@@ -900,20 +896,7 @@ class State(_Reader):
                         high_water = effective
                 else:
                     effective = high_water  # no logical clock: order as "now"
-                head = state._heap_head
-                live = len(heap) - head
-                if live >= heap_cap:
-                    head += 1
-                    live -= 1
-                    if head > 1024 and head * 2 > len(heap):
-                        del heap[:head]
-                        head = 0
-                    state._heap_head = head
-                entry = (effective, origin, seq, uuid)
-                if live and entry > heap[-1]:
-                    heap_append(entry)
-                else:
-                    insort(heap, entry, head)
+                timeline_add((effective, origin, seq, uuid), heap_cap)
 
                 if subject == "received":
                     state.task_count += 1
@@ -1083,12 +1066,11 @@ class State(_Reader):
                 else:
                     dst.worker = get_copy(id(worker)) or copy_worker(worker)
                 tasks[uuid] = dst
-            snap._heap = self._heap[self._heap_head :]
+            snap._timeline = self._timeline.copy()
             snap._seen_types = dict(self._seen_types)
         snap.taken_at = time.time()
         snap.max_tasks_in_memory = self.max_tasks_in_memory
         snap.max_workers_in_memory = self.max_workers_in_memory
-        snap._heap_head = 0
         snap.tasks = FrozenMap(tasks)
         snap.workers = FrozenMap(workers)
         snap.tasks_by_type = CallableIndex(snap._tasks_by_type)

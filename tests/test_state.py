@@ -381,7 +381,7 @@ def test_time_order_cap_counts_events() -> None:
     now = time.time()
     for clock in range(1, 6):
         state.event(task_event("received", "t1", clock=clock, timestamp=now, local_received=now))
-    assert [entry[0] for entry in state._heap[state._heap_head :]] == [4, 5]
+    assert [entry[0] for entry in state._timeline] == [4, 5]
 
 
 def test_callback_sees_every_event() -> None:

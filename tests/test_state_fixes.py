@@ -183,7 +183,7 @@ def test_memory_is_flat_over_a_long_stream() -> None:
     finally:
         tracemalloc.stop()
     assert len(state.tasks) == 500
-    assert len(state._heap) - state._heap_head <= 2000
+    assert len(state._timeline) <= 2000
     assert second < first * 1.2
 
 

@@ -62,7 +62,7 @@ anything = st.one_of(plausible_events(), json_values, st.dictionaries(st.text(),
 def check_bounds(state: State) -> None:
     assert len(state.tasks) <= state.max_tasks_in_memory
     assert len(state.workers) <= state.max_workers_in_memory
-    assert len(state._heap) - state._heap_head <= state.max_tasks_in_memory * 4
+    assert len(state._timeline) <= state.max_tasks_in_memory * 4
     assert len(state._tasks_to_resolve) <= state.max_tasks_in_memory
     for index in (state.tasks_by_type, state.tasks_by_worker):
         for tasks in index.values():

@@ -10,6 +10,7 @@ taken while holding the lock only for the copy, and `clear_shown(snapshot)`.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from bisect import insort
@@ -1027,7 +1028,6 @@ class State(_Reader):
     def snapshot(self) -> Snapshot:
         """A consistent, independent copy; the lock is held only while copying."""
         snap = Snapshot.__new__(Snapshot)
-        new_task = Task.__new__
         new_worker = Worker.__new__
         workers: dict[str, Worker] = {}
         tasks: dict[str, Task] = {}
@@ -1042,32 +1042,14 @@ class State(_Reader):
             copies[id(src)] = dst
             return dst
 
-        with self._mutex:
-            snap.seq = self.seq
-            snap.watermark = self.watermark
-            snap.event_count = self.event_count
-            snap.task_count = self.task_count
-            snap.rejected_count = self.rejected_count
-            for hostname, worker in self.workers.data.items():
-                workers[hostname] = copy_worker(worker)
-            get_copy = copies.get
-            for uuid, task in self.tasks.data.items():
-                dst = new_task(type(task))
-                dst.__dict__ = task.__dict__.copy()
-                kids = task._children
-                dst._children = None if kids is None else set(kids)
-                dst._seq = task._seq
-                dst._born = task._born
-                dst._idx = task._idx
-                dst.cluster_state = snap
-                worker = task.worker
-                if worker is None:
-                    dst.worker = None
-                else:
-                    dst.worker = get_copy(id(worker)) or copy_worker(worker)
-                tasks[uuid] = dst
-            snap._timeline = self._timeline.copy()
-            snap._seen_types = dict(self._seen_types)
+        collecting = gc.isenabled()
+        gc.disable()  # the copy allocates a lot; a full collection must not run inside the lock
+        try:
+            with self._mutex:
+                self._copy_into(snap, tasks, workers, copy_worker, copies)
+        finally:
+            if collecting:
+                gc.enable()
         snap.taken_at = time.time()
         snap.max_tasks_in_memory = self.max_tasks_in_memory
         snap.max_workers_in_memory = self.max_workers_in_memory
@@ -1081,6 +1063,42 @@ class State(_Reader):
                 snap.tasks_by_type[idx[0]].add(task)
                 snap.tasks_by_worker[idx[1]].add(task)
         return snap
+
+    def _copy_into(
+        self,
+        snap: Snapshot,
+        tasks: dict[str, Task],
+        workers: dict[str, Worker],
+        copy_worker: Callable[[Worker], Worker],
+        copies: dict[int, Worker],
+    ) -> None:
+        """Copy everything a snapshot shows; the caller holds the lock."""
+        new_task = Task.__new__
+        snap.seq = self.seq
+        snap.watermark = self.watermark
+        snap.event_count = self.event_count
+        snap.task_count = self.task_count
+        snap.rejected_count = self.rejected_count
+        for hostname, worker in self.workers.data.items():
+            workers[hostname] = copy_worker(worker)
+        get_copy = copies.get
+        for uuid, task in self.tasks.data.items():
+            dst = new_task(type(task))
+            dst.__dict__ = task.__dict__.copy()
+            kids = task._children
+            dst._children = None if kids is None else set(kids)
+            dst._seq = task._seq
+            dst._born = task._born
+            dst._idx = task._idx
+            dst.cluster_state = snap
+            worker = task.worker
+            if worker is None:
+                dst.worker = None
+            else:
+                dst.worker = get_copy(id(worker)) or copy_worker(worker)
+            tasks[uuid] = dst
+        snap._timeline = self._timeline.copy()
+        snap._seen_types = dict(self._seen_types)
 
     def clear_shown(self, snapshot: Snapshot, ready: bool = True) -> None:
         """Forget what `snapshot` showed and nothing that changed since.

@@ -308,3 +308,30 @@ def test_evcam_and_celery_end_with_identical_tasks(
     for task_id in ids:
         assert _task_view(ours.tasks[task_id]) == _task_view(theirs.tasks[task_id]), task_id
     assert receiver.stats.rejected == 0
+
+
+def _queue_depth(url: str, queue: str) -> int:
+    with Connection(url) as conn:
+        return conn.default_channel.queue_declare(queue, passive=True).message_count
+
+
+def test_acks_mode_acks_exactly_up_to_the_requested_watermark(rabbitmq_url: str) -> None:
+    """With acks=True nothing is acked until request_ack(watermark); then everything up to the
+    watermark is, and the rest is redelivered to the next run."""
+    exchange, queue = unique("evx"), unique("evq")
+    opts: dict[str, Any] = {"exchange": exchange, "queue": queue, "wakeup": False, "acks": True}
+    with running(Receiver(State(), rabbitmq_url, **opts)):
+        pass
+    try:
+        loadgen.publish(rabbitmq_url, 100, exchange=exchange)
+        state = State()
+        receiver = Receiver(state, rabbitmq_url, **opts)
+        with running(receiver):
+            assert wait_until(lambda: receiver.stats.messages >= 100, 20)
+            generation, tag = state.watermark
+            receiver.request_ack((generation, 60))
+            assert wait_until(lambda: receiver._acked == (generation, 60), 5)
+        assert tag == 100
+        assert _queue_depth(rabbitmq_url, queue) == 40
+    finally:
+        _delete_queue(rabbitmq_url, queue)

@@ -53,6 +53,10 @@ def record(app: Any, send: Any, expected_terminal: int, timeout: float = 60.0) -
         thread.start()
         try:
             assert ready.wait(30), "Celery's receiver did not start consuming"
+            # Wait for a worker event (heartbeats come every 2 s) so that the receiver's clock is
+            # past 0: otherwise a first task-sent gets clock 0, whose order Celery leaves to
+            # arrival order (a deliberate difference, tested in test_state_fixes.py).
+            assert wait_until(lambda: len(events) > 0, 15), "no worker event arrived"
             send()
             assert wait_until(lambda: terminal() >= expected_terminal, timeout), events
             wait_until(lambda: False, 1.0)  # let trailing events (e.g. of the chain) arrive
@@ -82,6 +86,7 @@ def test_real_worker_stream_matches_celery(rabbitmq_url, celery_worker, celery_a
         chain()
 
     events = record(app, send, expected_terminal=11)
+    assert all(e.get("clock") for e in events if e["type"].startswith("task-"))
     types = {e["type"] for e in events}
     assert {"task-received", "task-started", "task-retried", "task-progress"} <= types
     assert any(e.get("parent_id") for e in events)

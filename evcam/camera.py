@@ -6,10 +6,11 @@ API-compatible with `celery.events.snapshot.Polaroid`, with three deliberate fix
   (`state.snapshot()`, which holds the state lock only while copying) and runs the camera on the
   copy; events keep flowing into the live state while `on_shutter` writes to a slow database.
 - **Nothing is lost.** Only after `on_shutter` returned without raising is the shot *stored*:
-  `stored_signal` is sent (`sender=state, snapshot=snapshot`) and, with `clear_after`, the state
-  forgets exactly what the snapshot showed (`state.clear_shown(snapshot)`), so an event that
-  arrived during the shot stays. A camera that raises, or a shot `maxrate` skipped, clears
-  nothing: the next shot shows it again. Errors are logged with their traceback and counted.
+  `stored_signal` is sent (`sender=state, snapshot=snapshot, camera=self`) and, with
+  `clear_after`, the state forgets exactly what the snapshot showed
+  (`state.clear_shown(snapshot)`), so an event that arrived during the shot stays. A camera
+  that raises, or a shot `maxrate` skipped, clears nothing: the next shot shows it again.
+  Errors are logged with their traceback and counted.
 - **The final snapshot is always taken.** `cancel()` captures once more, directly (serialised
   with a capture that may be running on the timer thread), then no capture runs after it.
 
@@ -66,8 +67,8 @@ class Polaroid:
     shutter_signal = Signal(name="shutter_signal", providing_args={"state", "snapshot"})
     #: Sent before `on_cleanup` with `sender=state`.
     cleanup_signal = Signal(name="cleanup_signal")
-    #: Sent after `on_shutter` returned, with `sender=state, snapshot=snapshot`.
-    stored_signal = Signal(name="stored_signal", providing_args={"snapshot"})
+    #: Sent after `on_shutter` returned, with `sender=state, snapshot=snapshot, camera=self`.
+    stored_signal = Signal(name="stored_signal", providing_args={"snapshot", "camera"})
     #: Forget what each stored shot showed (ready tasks, workers), to keep the state small.
     clear_after = False
 
@@ -105,6 +106,8 @@ class Polaroid:
         # Re-entrant: cancel() holds it across its final capture() call.
         self._capture_lock = threading.RLock()
         self._cancelled = False
+        self._soon_lock = threading.Lock()
+        self._soon_pending = False
         self.shots = 0
         self.errors = 0
         self.skipped = 0
@@ -132,6 +135,24 @@ class Polaroid:
             return
         self._tref = self.timer.call_repeatedly(self.freq, self.capture)
         self._ctref = self.timer.call_repeatedly(self.cleanup_freq, self.cleanup)
+
+    def shoot_soon(self) -> None:
+        """Ask for a shot as soon as the timer can run it (safe from any thread).
+
+        Zero-loss back-pressure calls this when the unstored backlog grows, so that throughput
+        follows the camera's write speed rather than `freq`. At most one request is pending: a
+        request made while that shot runs schedules one more, for what arrived meanwhile.
+        """
+        with self._soon_lock:
+            if self._soon_pending or self._cancelled:
+                return
+            self._soon_pending = True
+        self.timer.call_after(0.0, self._soon_capture)
+
+    def _soon_capture(self) -> None:
+        with self._soon_lock:
+            self._soon_pending = False
+        self.capture()
 
     def cleanup(self) -> None:
         """Send `cleanup_signal` and run `on_cleanup`; an error is logged and counted."""
@@ -184,7 +205,7 @@ class Polaroid:
                 return False
             finally:
                 self.last_duration = time.monotonic() - started
-            self.stored_signal.send(sender=self.state, snapshot=snapshot)
+            self.stored_signal.send(sender=self.state, snapshot=snapshot, camera=self)
             if self.clear_after:
                 try:
                     self.state.clear_shown(snapshot)

@@ -179,6 +179,25 @@ class Main(click.Group):
 )
 @click.option("--queue-max-length", type=click.IntRange(min=1), default=None)
 @click.option(
+    "--queue-type",
+    type=click.Choice(["classic", "quorum"], case_sensitive=False),
+    default=None,
+    help="RabbitMQ type of the --queue: quorum keeps events across broker restarts.",
+)
+@click.option(
+    "--acks/--no-acks",
+    default=True,
+    show_default=True,
+    help="Zero-loss mode with --queue on RabbitMQ: acknowledge events only once stored.",
+)
+@click.option(
+    "--prefetch",
+    type=click.IntRange(1, 65535),
+    default=10000,
+    show_default=True,
+    help="Zero-loss mode: most unacknowledged messages evcam holds.",
+)
+@click.option(
     "--wakeup/--no-wakeup", default=True, show_default=True, help="Ask workers to say hello."
 )
 @click.option("--heartbeat", type=click.FloatRange(min=0), default=60.0, show_default=True)
@@ -247,6 +266,8 @@ def main(ctx: click.Context, camera_option: tuple[str, ...], **options: Any) -> 
             err=True,
         )
     options["log_format"] = options["log_format"].lower()
+    if options["queue_type"]:
+        options["queue_type"] = options["queue_type"].lower()
     settings = Settings(camera_options=MappingProxyType(_camera_options(camera_option)), **options)
     sys.exit(run(settings))
 

@@ -224,6 +224,37 @@ def check_pidfile(path: str, detach: bool) -> None:
         raise AlreadyRunning(path, found.pid, exitcodes.OK if detach else exitcodes.TEMPFAIL)
 
 
+def zero_loss(settings: Settings) -> bool:
+    """Zero-loss mode applies: acks on, a named queue, an AMQP broker (not Redis pub/sub)."""
+    if not settings.acks or not settings.queue:
+        return False
+    from kombu import Connection
+
+    return Connection(settings.broker).transport.driver_type == "amqp"
+
+
+def check_delivery(cls: Callable[..., Any], settings: Settings) -> None:
+    """Zero-loss mode acks on `stored_signal`, which only an evcam Polaroid sends."""
+    if not 1 <= settings.prefetch <= 65535:
+        raise PreflightError("--prefetch", f"must be 1 to 65535, not {settings.prefetch}")
+    if settings.queue_type not in (None, "classic", "quorum"):
+        raise PreflightError("--queue-type", f"classic or quorum, not {settings.queue_type}")
+    if settings.queue_type and not settings.queue:
+        raise PreflightError("--queue-type", "needs --queue NAME (the default queue is exclusive)")
+    if not zero_loss(settings):
+        return
+    from evcam.camera import Polaroid
+
+    if not (isinstance(cls, type) and issubclass(cls, Polaroid)):
+        name = getattr(cls, "__qualname__", repr(cls))
+        raise PreflightError(
+            "--camera",
+            f"{name} is not an evcam.Polaroid: zero-loss mode (--queue on RabbitMQ) acknowledges "
+            "events only after a camera reports a stored shot, which only evcam.Polaroid does; "
+            "subclass evcam.Polaroid, or pass --no-acks to consume without acknowledgements",
+        )
+
+
 def _absolute(path: str | None) -> str | None:
     return os.path.abspath(os.path.expanduser(path)) if path else None
 
@@ -256,6 +287,7 @@ def preflight(settings: Settings) -> Settings:
         # stays cheap (no database driver imported just to find the lock held).
         check_pidfile(paths.pidfile, paths.detach)
     cls = load_camera(settings.camera)
+    check_delivery(cls, settings)
     options = resolve_camera_options(cls, dict(settings.camera_options))
     resolved = paths.replace(camera=cls, camera_options=MappingProxyType(options))
     check_camera(cls, resolved)

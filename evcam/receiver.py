@@ -16,7 +16,16 @@ Queue policy:
 - `queue=NAME`: a durable, non-exclusive queue that outlives evcam, so events published while
   it is down wait for it (bounded by `queue_max_length` if given; TTL and expiry are not applied,
   they would drop exactly what this mode keeps). Redis delivers events by pub/sub: nothing is
-  kept while disconnected, whatever the queue mode.
+  kept while disconnected, whatever the queue mode. `queue_type="quorum"` declares a RabbitMQ
+  quorum queue, which persists every message (Celery publishes events transient, which a classic
+  queue drops when RabbitMQ restarts).
+
+Zero-loss mode (`acks=True`): deliveries are acknowledged only up to the watermark of a stored
+snapshot (`request_ack`), and back-pressure keeps every unstored task in memory: ingestion
+pauses (the connection stays up, hooks and heartbeats keep running) while the events applied
+since the last stored snapshot reach `backlog_limit`. Each event changes the stored fields of at
+most one task or worker and refreshes its recency, so while fewer events than the LRU bounds are
+unstored, every unstored object is among the most recent ones and eviction cannot touch it.
 """
 
 from __future__ import annotations
@@ -24,8 +33,10 @@ from __future__ import annotations
 import contextlib
 import random
 import struct
+import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +59,10 @@ class StreamStalled(Exception):
     """The watchdog saw no message for too long while workers were known to be alive."""
 
 
+class _Stopping(Exception):
+    """A stop request arrived while ingestion was paused: leave without applying more."""
+
+
 @dataclass
 class ReceiverStats:
     """Counters the runner reads for its status line (updated by the receiver thread)."""
@@ -60,6 +75,12 @@ class ReceiverStats:
     events_per_second: float = 0.0
     connected: bool = False
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    # Zero-loss mode: deliveries not yet acknowledged, the age of the oldest (to within one
+    # housekeeping pass), and back-pressure pauses (count, and whether one is under way).
+    unacked: int = 0
+    oldest_unacked_age: float | None = None
+    pauses: int = 0
+    paused: bool = False
 
     def last_event_age(self, now: float | None = None) -> float | None:
         """Seconds since the newest accepted event, None before the first."""
@@ -77,6 +98,12 @@ class ReceiverStats:
             "last_event_age": None if age is None else round(age, 3),
             "events_per_second": round(self.events_per_second, 1),
             "connected": self.connected,
+            "unacked": self.unacked,
+            "oldest_unacked_age": (
+                None if self.oldest_unacked_age is None else round(self.oldest_unacked_age, 1)
+            ),
+            "pauses": self.pauses,
+            "paused": self.paused,
         }
 
 
@@ -99,10 +126,12 @@ class Receiver:
         queue_ttl: float | None = 5.0,
         queue_expires: float | None = 60.0,
         queue_max_length: int | None = None,
+        queue_type: str | None = None,
         wakeup: bool = True,
         heartbeat: float = 60.0,
         acks: bool = False,
         prefetch_count: int = 10_000,
+        backlog_limit: int | None = None,
         connect_timeout: float = 1.0,
         backoff_start: float = 1.0,
         backoff_max: float = 30.0,
@@ -130,9 +159,18 @@ class Receiver:
         self.queue_ttl = queue_ttl
         self.queue_expires = queue_expires
         self.queue_max_length = queue_max_length
+        self.queue_type = queue_type
         self.wakeup = wakeup
         self.acks = acks
         self.prefetch_count = prefetch_count
+        # Unstored events that pause ingestion (acks mode). Default: the smaller LRU bound.
+        if backlog_limit is None:
+            bounds = [
+                getattr(state, "max_tasks_in_memory", None),
+                getattr(state, "max_workers_in_memory", None),
+            ]
+            backlog_limit = min((b for b in bounds if b), default=10_000)
+        self.backlog_limit = max(1, int(backlog_limit))
         self.backoff_start = backoff_start
         self.backoff_max = backoff_max
         # watchdog: seconds of silence tolerated while workers are alive; 0 = automatic
@@ -148,6 +186,8 @@ class Receiver:
         self.on_ready: Callable[[], None] = _noop
         self.on_iteration: Callable[[], None] = _noop
         self.on_connection_error: Callable[[Exception, float], None] = _noop
+        self.on_backlog: Callable[[], None] = _noop  # acks mode: please store a shot soon
+        self.on_stopping: Callable[[], None] = _noop  # before the connection closes on stop
 
         self._conn: Connection | None = None
         self._channel: Any = None
@@ -155,6 +195,14 @@ class Receiver:
         self._last_tag = 0
         self._ack_request: tuple[int, int] | None = None
         self._acked: tuple[int, int] | None = None
+        self._acked_tag = 0  # highest tag acked on the current connection
+        self._arrivals: deque[tuple[int, float]] = deque()  # (newest tag, seen by) per tick
+        self._stored_seq = 0
+        self._pause_seq: float = float("inf")  # state.seq at which ingestion pauses
+        self._soon_seq: float = float("inf")  # state.seq at which a shot is requested
+        self._room = threading.Event()
+        if acks:
+            self._set_stored_seq(0)
         self._alive_workers: dict[str, float] = {}  # hostname -> heartbeat freq
         self._last_message = time.monotonic()
         self._next_tick = 0.0
@@ -168,9 +216,23 @@ class Receiver:
     def driver(self) -> str:
         return self._template.transport.driver_type
 
-    def request_ack(self, watermark: tuple[int, int]) -> None:
-        """Ask the main thread to ack everything up to `watermark` (safe from any thread)."""
-        self._ack_request = watermark
+    def request_ack(self, watermark: tuple[int, int] | None, stored_seq: int | None = None) -> None:
+        """Ask the main thread to ack everything up to `watermark` (safe from any thread).
+
+        `stored_seq`, the `seq` of the stored snapshot, makes room for back-pressure.
+        """
+        if watermark is not None:
+            self._ack_request = watermark
+        if stored_seq is not None and self.acks:
+            self._set_stored_seq(stored_seq)
+
+    def _set_stored_seq(self, seq: int) -> None:
+        if seq < self._stored_seq:
+            return
+        self._stored_seq = seq
+        self._soon_seq = seq + max(1, self.backlog_limit // 2)
+        self._pause_seq = seq + self.backlog_limit
+        self._room.set()
 
     def stop(self) -> None:
         self.should_stop = True
@@ -203,6 +265,9 @@ class Receiver:
             attempt = 0
             try:
                 self._consume()
+                self._stopping()
+            except _Stopping:
+                self._stopping()
             except StreamStalled as exc:
                 log.warning("receiver.stream_stalled", url=self.url, detail=str(exc))
             except Exception as exc:  # log it, reconnect, never die silently
@@ -215,6 +280,14 @@ class Receiver:
                 self.stats.connected = False
                 self._close()
         log.info("receiver.stopped", **self.stats.as_dict())
+
+    def _stopping(self) -> None:
+        """A clean stop: let the runner take its final shot, then ack what it stored."""
+        self._hook(self.on_stopping)
+        try:
+            self._perform_ack()
+        except Exception as exc:  # unacked deliveries are simply redelivered next time
+            log.warning("receiver.final_ack_failed", error=_describe(exc))
 
     # ------------------------------------------------------------------ connection
 
@@ -248,6 +321,8 @@ class Receiver:
         conn.connect()
         self._generation += 1
         self._last_tag = 0
+        self._acked_tag = 0
+        self._arrivals.clear()
         channel = conn.channel()
         self._channel = channel
         self._declare(channel)
@@ -259,7 +334,11 @@ class Receiver:
     def _queue(self) -> Queue:
         exchange = self._exchange()
         if self.queue_name:
-            args = {"x-max-length": int(self.queue_max_length)} if self.queue_max_length else None
+            args: dict[str, Any] = {}
+            if self.queue_max_length:
+                args["x-max-length"] = int(self.queue_max_length)
+            if self.queue_type:
+                args["x-queue-type"] = self.queue_type
             return Queue(
                 self.queue_name,
                 exchange,
@@ -267,7 +346,7 @@ class Receiver:
                 durable=True,
                 auto_delete=False,
                 exclusive=False,
-                queue_arguments=args,
+                queue_arguments=args or None,
             )
         return Queue(
             f"{self.queue_prefix}.{self.node_id}",
@@ -551,9 +630,14 @@ class Receiver:
             return
         now = time.time()
         normalize = self.clock.normalize
-        feed = self.state.event
+        state = self.state
+        feed = state.event
+        pause_seq = self._pause_seq
         accepted = 0
         for event in events:
+            if state.seq >= pause_seq:
+                self._wait_for_room()
+                pause_seq = self._pause_seq
             if type(event) is not dict:
                 self._reject("not-an-event", f"list element is {type(event).__name__}")
                 continue
@@ -575,7 +659,47 @@ class Receiver:
         if accepted:
             stats.events += accepted
             stats.last_event_at = now
-        self.state.watermark = (self._generation, tag)
+        state.watermark = (self._generation, tag)
+        if state.seq >= self._soon_seq:
+            self._soon_seq = float("inf")  # once per stored shot
+            self._hook(self.on_backlog)
+
+    def _wait_for_room(self) -> None:
+        """Back-pressure: hold ingestion until a stored shot makes room (see module docstring).
+
+        Unread deliveries wait in the socket and at the broker (at most `prefetch_count`).
+        Housekeeping goes on: hooks, acks, our heartbeats. Not reading is a choice here, so it
+        does not count as missed broker heartbeats; a dead connection shows once reading resumes.
+        """
+        stats = self.stats
+        stats.pauses += 1
+        stats.paused = True
+        started = time.monotonic()
+        log.debug(
+            "receiver.paused",
+            unstored=self.state.seq - self._stored_seq,
+            backlog_limit=self.backlog_limit,
+            pauses=stats.pauses,
+        )
+        self._hook(self.on_backlog)
+        amqp_conn = getattr(self._conn, "connection", None) if self._conn is not None else None
+        try:
+            while self.state.seq >= self._pause_seq:
+                if self.should_stop:
+                    raise _Stopping()
+                self._room.clear()
+                if self.state.seq < self._pause_seq:
+                    break
+                self._room.wait(0.1)
+                if hasattr(amqp_conn, "bytes_recv"):
+                    amqp_conn.bytes_recv += 1
+                self._last_message_seen = True  # the watchdog must not count a pause as silence
+                now = time.monotonic()
+                if now >= self._next_tick:
+                    self._tick(now)
+        finally:
+            stats.paused = False
+        log.debug("receiver.resumed", paused_for=round(time.monotonic() - started, 3))
 
     def _track_worker(self, etype: str, event: dict[str, Any]) -> None:
         """Remember which workers send periodic heartbeats (for the watchdog)."""
@@ -617,6 +741,7 @@ class Receiver:
         if conn is not None:
             conn.heartbeat_check(rate=2)
         self._perform_ack()
+        self._update_unacked(now)
         self._update_rate(now)
         self.clock.refresh_offset()
         self._hook(self.on_iteration)
@@ -633,7 +758,25 @@ class Receiver:
         self._acked = request
         if generation != self._generation or self._channel is None:
             return  # from an earlier connection: those deliveries were requeued by the broker
+        if tag <= self._acked_tag:
+            return  # acking a tag twice would be a channel error
         self._channel.basic_ack(tag, multiple=True)
+        self._acked_tag = tag
+        arrivals = self._arrivals
+        while arrivals and arrivals[0][0] <= tag:
+            arrivals.popleft()
+
+    def _update_unacked(self, now: float) -> None:
+        """Unacked count and the oldest unacked age (deliveries seen per housekeeping pass)."""
+        stats = self.stats
+        if not self.acks or not stats.connected:
+            stats.unacked, stats.oldest_unacked_age = 0, None
+            return
+        arrivals = self._arrivals
+        if self._last_tag > (arrivals[-1][0] if arrivals else self._acked_tag):
+            arrivals.append((self._last_tag, now))
+        stats.unacked = self._last_tag - self._acked_tag
+        stats.oldest_unacked_age = now - arrivals[0][1] if arrivals else None
 
     def _update_rate(self, now: float) -> None:
         mark_time, mark_events = self._rate_mark

@@ -19,7 +19,7 @@ from evcam import __version__, exitcodes
 from evcam import log as logsetup
 from evcam.daemon import Signals, start
 from evcam.log import parse_level
-from evcam.preflight import AlreadyRunning, PreflightError, camera_kwargs, preflight
+from evcam.preflight import AlreadyRunning, PreflightError, camera_kwargs, preflight, zero_loss
 from evcam.settings import Settings, mask_url, url_host, url_secrets
 from evcam.systemd import Notifier
 
@@ -108,15 +108,24 @@ class Status:
             "shots": camera.get("shots", getattr(self.camera, "shots", None)),
             "camera_errors": camera.get("errors", getattr(self.camera, "errors", None)),
             "last_shot_at": camera.get("last_shot_at"),
+            "unacked": stats.get("unacked", 0),
+            "oldest_unacked_age": stats.get("oldest_unacked_age"),
+            "paused": stats.get("paused", False),
         }
 
     def text(self, counters: dict[str, Any]) -> str:
-        return (
+        text = (
             f"{counters.get('events_per_sec', 0)} events/s, "
             f"{counters['events']} events, {counters['tasks']} tasks, "
             f"{counters['workers']} workers, {counters['shots']} shots, "
             f"{counters['camera_errors']} camera errors, {counters['reconnects']} reconnects"
         )
+        if getattr(self.receiver, "acks", False):
+            age = counters.get("oldest_unacked_age")
+            text += f", {counters.get('unacked', 0)} unacked"
+            text += f" (oldest {age:.0f}s)" if age is not None else ""
+            text += ", paused" if counters.get("paused") else ""
+        return text
 
     def due(self) -> bool:
         return time.monotonic() - self._last_at >= self.interval
@@ -139,6 +148,31 @@ def _as_dict(stats: Any) -> dict[str, Any]:
     if callable(getattr(stats, "as_dict", None)):
         return stats.as_dict()
     return dict(vars(stats)) if hasattr(stats, "__dict__") else {}
+
+
+def wire_zero_loss(receiver: Any, camera: Any, state: Any) -> Callable[[], None]:
+    """Ack on every shot `camera` stored, and let back-pressure ask it for a shot.
+
+    Returns the function that undoes it. Only this camera's shots count (`sender=state` and the
+    `camera` argument), so two cameras in one process cannot ack each other's events.
+    """
+
+    def stored(sender: Any, snapshot: Any = None, camera: Any = None, **_: Any) -> None:
+        if camera is not own or snapshot is None:
+            return
+        receiver.request_ack(getattr(snapshot, "watermark", None), getattr(snapshot, "seq", None))
+
+    own = camera
+    camera.stored_signal.connect(stored, sender=state)
+    soon = getattr(camera, "shoot_soon", None)
+    if callable(soon):
+        receiver.on_backlog = soon
+    receiver.on_stopping = camera.cancel  # the final shot, acked before the connection closes
+
+    def unwire() -> None:
+        camera.stored_signal.disconnect(stored, sender=state)
+
+    return unwire
 
 
 def serve(settings: Settings, signals: Signals) -> int:
@@ -191,9 +225,29 @@ def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: 
         queue_ttl=settings.queue_ttl,
         queue_expires=settings.queue_expires,
         queue_max_length=settings.queue_max_length,
+        queue_type=settings.queue_type,
         wakeup=settings.wakeup,
         heartbeat=settings.heartbeat,
+        acks=zero_loss(settings),
+        prefetch_count=settings.prefetch,
     )
+    unwire: Callable[[], None] = lambda: None  # noqa: E731
+    if receiver.acks:
+        unwire = wire_zero_loss(receiver, camera, state)
+        logger.info(
+            "evcam.delivery",
+            mode="zero-loss",
+            detail="events are acknowledged only after a snapshot holding them was stored",
+            queue=settings.queue,
+            prefetch=settings.prefetch,
+            backlog_limit=receiver.backlog_limit,
+        )
+    else:
+        logger.info(
+            "evcam.delivery",
+            mode="at-most-once",
+            detail=_why_no_acks(settings, receiver.driver),
+        )
     status = Status(receiver, camera, state, settings.status_interval)
     broker = mask_url(settings.broker)
 
@@ -229,9 +283,18 @@ def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: 
         notifier.stopping()
         logger.info("evcam.stopping", signal=signals.stop_signal)
         try:
-            camera.cancel()  # the final snapshot
+            camera.cancel()  # the final snapshot (unless the receiver already took it)
         finally:
+            unwire()
             if own_timer:
                 timer.stop()
     logger.info("evcam.stopped", **status.line())
     return exitcodes.OK
+
+
+def _why_no_acks(settings: Settings, driver: str) -> str:
+    if not settings.queue:
+        return "no --queue: an exclusive queue that dies with the connection, consumed no_ack"
+    if driver != "amqp":
+        return f"{driver} delivers events by pub/sub: nothing to acknowledge, consumed no_ack"
+    return "--no-acks: consumed no_ack"

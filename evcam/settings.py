@@ -31,6 +31,9 @@ class Settings:
     queue_ttl: float | None = 5.0
     queue_expires: float | None = 60.0
     queue_max_length: int | None = None
+    queue_type: str | None = None  # "quorum" persists every message (survives broker restarts)
+    acks: bool = True  # zero-loss mode with --queue on AMQP; False: no_ack everywhere
+    prefetch: int = 10000  # zero-loss mode: at most this many unacknowledged deliveries
     wakeup: bool = True
     heartbeat: float = 60.0
     max_tasks: int = 10000
@@ -76,6 +79,9 @@ class Settings:
             "queue_ttl": self.queue_ttl,
             "queue_expires": self.queue_expires,
             "queue_max_length": self.queue_max_length,
+            "queue_type": self.queue_type,
+            "acks": self.acks,
+            "prefetch": self.prefetch,
             "wakeup": self.wakeup,
             "heartbeat": self.heartbeat,
             "max_tasks": self.max_tasks,

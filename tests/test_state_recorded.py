@@ -46,16 +46,22 @@ def record(app: Any, send: Any, expected_terminal: int, timeout: float = 60.0) -
     with app.connection_for_read() as conn:
         receiver = app.events.Receiver(conn, handlers={"*": on_event})
         ready = threading.Event()
-        receiver.on_consume_ready = lambda *a, **kw: ready.set()  # type: ignore[method-assign]
+        wake = receiver.on_consume_ready  # broadcasts the wake-up when wakeup=True
+
+        def consume_ready(*args: Any, **kwargs: Any) -> None:
+            wake(*args, **kwargs)
+            ready.set()
+
+        receiver.on_consume_ready = consume_ready  # type: ignore[method-assign]
         thread = threading.Thread(
-            target=lambda: receiver.capture(limit=None, timeout=None, wakeup=False), daemon=True
+            target=lambda: receiver.capture(limit=None, timeout=None, wakeup=True), daemon=True
         )
         thread.start()
         try:
             assert ready.wait(30), "Celery's receiver did not start consuming"
-            # Wait for a worker event (heartbeats come every 2 s) so that the receiver's clock is
-            # past 0: otherwise a first task-sent gets clock 0, whose order Celery leaves to
-            # arrival order (a deliberate difference, tested in test_state_fixes.py).
+            # Wait for the worker's answer to the wake-up so that the receiver's clock is past 0:
+            # otherwise a first task-sent gets clock 0, whose order Celery leaves to arrival
+            # order (a deliberate difference, tested in test_state_fixes.py).
             assert wait_until(lambda: len(events) > 0, 15), "no worker event arrived"
             send()
             assert wait_until(lambda: terminal() >= expected_terminal, timeout), events

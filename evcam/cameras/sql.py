@@ -45,9 +45,11 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    String,
     Table,
     Text,
     and_,
+    bindparam,
     case,
     create_engine,
     delete,
@@ -58,7 +60,10 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    update,
 )
+from sqlalchemy.dialects.mysql import LONGTEXT
+from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
@@ -116,6 +121,13 @@ TEXT_FIELDS = (
 )
 # Indexed text is cut to this length: a hostile event must not break a btree index.
 KEY_LENGTH = 255
+# Keys and indexed columns: VARCHAR(255) everywhere (MySQL cannot index or key an unbounded TEXT).
+Key = String(KEY_LENGTH)
+# Unbounded text: MySQL's TEXT stops at 64 KiB, so a long traceback needs LONGTEXT there.
+LongText = Text().with_variant(LONGTEXT(), "mysql", "mariadb")
+# MySQL/MariaDB tables: 4-byte UTF-8 and binary collation, so that keys and state names compare
+# case-sensitively, as they do in SQLite and PostgreSQL (other dialects ignore these arguments).
+MYSQL_TABLE_ARGS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
 
 
 class CameraOptionError(ValueError):
@@ -142,47 +154,50 @@ def schema(prefix: str = DEFAULT_PREFIX) -> Schema:
     tasks = Table(
         f"{p}tasks",
         md,
-        Column("uuid", Text, primary_key=True),
-        Column("name", Text),
-        Column("state", Text, nullable=False),
+        Column("uuid", Key, primary_key=True),
+        Column("name", Key),
+        Column("state", Key, nullable=False),
         # precedence(state), stored so that the upsert can compare it in SQL.
         Column("precedence", Integer, nullable=False),
-        Column("worker", Text),
+        Column("worker", Key),
         *(Column(name, Double) for name in TRANSITIONS),
         # Time of the event that set the current state; retention and --since/--until use it.
         Column("timestamp", Double, nullable=False),
         Column("retries", Integer),
         Column("runtime", Double),
-        *(Column(name, Text) for name in TEXT_FIELDS),
+        *(Column(name, LongText) for name in TEXT_FIELDS),
         # When evcam last wrote the row (the shot's time).
         Column("last_update", Double, nullable=False),
         Index(f"ix_{p}tasks_state_timestamp", "state", "timestamp"),
         Index(f"ix_{p}tasks_name_timestamp", "name", "timestamp"),
         Index(f"ix_{p}tasks_worker_timestamp", "worker", "timestamp"),
         Index(f"ix_{p}tasks_timestamp", "timestamp"),
+        **MYSQL_TABLE_ARGS,
     )
     workers = Table(
         f"{p}workers",
         md,
-        Column("hostname", Text, primary_key=True),
+        Column("hostname", Key, primary_key=True),
         Column("pid", Integer),
         Column("freq", Double),
         Column("last_heartbeat", Double),
         Column("alive", Boolean),
         Column("active", Integer),
         Column("processed", Integer),
-        Column("loadavg", Text),
-        Column("sw_ident", Text),
-        Column("sw_ver", Text),
-        Column("sw_sys", Text),
+        Column("loadavg", LongText),
+        Column("sw_ident", LongText),
+        Column("sw_ver", LongText),
+        Column("sw_sys", LongText),
         Column("last_update", Double, nullable=False),
         Index(f"ix_{p}workers_last_heartbeat", "last_heartbeat"),
+        **MYSQL_TABLE_ARGS,
     )
     version = Table(
         f"{p}schema",
         md,
         Column("version", Integer, primary_key=True),
         Column("applied_at", Double, nullable=False),
+        **MYSQL_TABLE_ARGS,
     )
     return Schema(md, tasks, workers, version)
 
@@ -361,7 +376,99 @@ def parse_options(options: Mapping[str, Any]) -> Options:
     )
 
 
+# --- the merge rules: what an incoming row may change in a stored one ---------------------------
+#
+# Written once here in Python (the portable path applies them row by row) and mirrored by the
+# guarded upserts below; tests/test_camera_sql_dialects.py proves both store identical rows.
+
+# Columns the incoming row replaces only when it wins (no gap filling: they belong together).
+TASK_REPLACED = ("timestamp", "precedence", "state")
+WORKER_REPLACED = ()
+# Columns the incoming row always sets.
+ALWAYS_NEW = ("last_update",)
+
+
+def task_wins(old_state: str, old_precedence: int, new_state: str, new_precedence: int) -> bool:
+    """Whether an incoming task state may replace the stored one (never a regression).
+
+    Equal or higher precedence wins; any state may follow a stored RETRY; RETRY replaces any
+    state that is not ready (a late RETRY never replaces SUCCESS, FAILURE or REVOKED).
+    """
+    return (
+        new_precedence <= old_precedence
+        or old_state == RETRY
+        or (new_state == RETRY and old_state not in READY_STATES)
+    )
+
+
+def worker_wins(old_heartbeat: float | None, new_heartbeat: float | None) -> bool:
+    """Whether an incoming worker row is at least as recent as the stored one."""
+    return old_heartbeat is None or (new_heartbeat is not None and new_heartbeat >= old_heartbeat)
+
+
+def merge_row(
+    old: Mapping[str, Any], new: Mapping[str, Any], wins: bool, replaced: Iterable[str]
+) -> dict[str, Any]:
+    """The stored row after ``new`` meets ``old``: the winner's fields first, the other's fill
+    its gaps (a NULL never blanks a value); ``replaced`` columns follow the winner alone."""
+    replaced = set(replaced)
+    merged = dict(old)
+    for name, value in new.items():
+        if name in ALWAYS_NEW or (name in replaced and wins):
+            merged[name] = value
+        elif name in replaced:
+            continue
+        elif wins:
+            merged[name] = value if value is not None else old.get(name)
+        elif old.get(name) is None:
+            merged[name] = value
+    return merged
+
+
+def merge_task(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored task row updated by an incoming one (the portable path's guard)."""
+    wins = task_wins(old["state"], old["precedence"], new["state"], new["precedence"])
+    return merge_row(old, new, wins, TASK_REPLACED)
+
+
+def merge_worker(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored worker row updated by an incoming one (the portable path's guard)."""
+    wins = worker_wins(old["last_heartbeat"], new["last_heartbeat"])
+    return merge_row(old, new, wins, WORKER_REPLACED)
+
+
+def _guarded_set(
+    table: Table, new: Any, wins: Any, replaced: Iterable[str], read_last: Iterable[str]
+) -> list[tuple[str, Any]]:
+    """SET clauses applying merge_row's rules in SQL; ``new`` is the incoming row (EXCLUDED).
+
+    MySQL evaluates SET assignments left to right and later ones see the columns already
+    assigned, so the columns that ``wins`` reads come last, in ``read_last`` order: each of them
+    is assigned its winner's value, which leaves ``wins`` unchanged for the ones after it.
+    """
+    old, replaced, read_last = table.c, set(replaced), list(read_last)
+    updates: dict[str, Any] = {}
+    for column in table.columns:
+        name = column.name
+        if column.primary_key:
+            continue
+        if name in ALWAYS_NEW:
+            updates[name] = new[name]
+        elif name in replaced:
+            updates[name] = case((wins, new[name]), else_=old[name])
+        else:
+            updates[name] = case(
+                (wins, func.coalesce(new[name], old[name])),
+                else_=func.coalesce(old[name], new[name]),
+            )
+    order = [name for name in updates if name not in read_last] + read_last
+    return [(name, updates[name]) for name in order]
+
+
 # --- the store ----------------------------------------------------------------------------------
+
+# Rows per SELECT ... WHERE key IN (...) of the portable path (under every database's limit).
+IN_CHUNK = 500
 
 
 def create_history_engine(url: str, timeout: float = 5.0, *, writer: bool = True) -> Engine:
@@ -392,29 +499,45 @@ def create_history_engine(url: str, timeout: float = 5.0, *, writer: bool = True
 
         return engine
     connect_args: dict[str, Any] = {}
-    if parsed.get_backend_name() == "postgresql" and timeout:
+    if parsed.get_backend_name() in ("postgresql", "mysql", "mariadb") and timeout:
         connect_args["connect_timeout"] = max(1, math.ceil(timeout))
     return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
 
 
 class HistoryStore:
-    """Writes task and worker records to the history tables; deletes expired tasks."""
+    """Writes task and worker records to the history tables; deletes expired tasks.
 
-    def __init__(self, engine: Engine, table_prefix: str = DEFAULT_PREFIX) -> None:
+    On SQLite, PostgreSQL and MySQL/MariaDB each batch is one guarded upsert statement; on any
+    other database (or with ``portable=True``) the store reads the batch's stored rows, merges
+    them in Python with the same rules, then bulk-inserts and bulk-updates, in one transaction.
+    """
+
+    #: Dialects with a native guarded upsert: name -> the dialect's ``insert``.
+    UPSERT_DIALECTS: dict[str, Any] = {
+        "sqlite": sqlite_insert,
+        "postgresql": postgresql_insert,
+        "mysql": mysql_insert,
+        "mariadb": mysql_insert,
+    }
+
+    def __init__(
+        self, engine: Engine, table_prefix: str = DEFAULT_PREFIX, *, portable: bool | None = None
+    ) -> None:
         self.engine = engine
         self.schema = schema(table_prefix)
         self._ready = False
         dialect = engine.dialect.name
-        if dialect == "sqlite":
-            self._insert = sqlite_insert
-        elif dialect == "postgresql":
-            self._insert = postgresql_insert
+        if portable is None:
+            portable = dialect not in self.UPSERT_DIALECTS
+        #: True when writes take the portable read-merge-write path.
+        self.portable = portable
+        if portable:
+            self._task_update = self._build_update(self.schema.tasks)
+            self._worker_update = self._build_update(self.schema.workers)
         else:
-            raise CameraOptionError(
-                f"camera option url: the SQL camera supports SQLite and PostgreSQL, not {dialect!r}"
-            )
-        self._task_upsert = self._build_task_upsert()
-        self._worker_upsert = self._build_worker_upsert()
+            insert_ = self.UPSERT_DIALECTS[dialect]
+            self._task_upsert = self._build_task_upsert(insert_)
+            self._worker_upsert = self._build_worker_upsert(insert_)
 
     def ensure_schema(self) -> None:
         """Create the tables and indexes on first use; refuse a schema newer than this code."""
@@ -435,47 +558,49 @@ class HistoryStore:
                 )
         self._ready = True
 
-    def _build_task_upsert(self) -> Any:
-        table = self.schema.tasks
-        stmt = self._insert(table)
-        new, old = stmt.excluded, table.c
+    @staticmethod
+    def _upsert(insert_: Any, table: Table, guard: Any) -> Any:
+        """``insert_(table)`` with the conflict clause of its dialect; ``guard(new)`` gives
+        (wins, replaced, read_last) for the incoming row ``new``."""
+        stmt = insert_(table)
+        if insert_ is mysql_insert:
+            set_ = _guarded_set(table, stmt.inserted, *guard(stmt.inserted))
+            return stmt.on_duplicate_key_update(set_)
+        set_ = _guarded_set(table, stmt.excluded, *guard(stmt.excluded))
+        key = table.primary_key.columns.values()[0]
+        return stmt.on_conflict_do_update(index_elements=[key], set_=dict(set_))
+
+    def _build_task_upsert(self, insert_: Any) -> Any:
+        old = self.schema.tasks.c
         # Constants rendered inline: an executemany statement cannot expand bound lists.
         retry = _literal(RETRY)
         ready = [_literal(s) for s in sorted(READY_STATES)]
-        wins = or_(
-            new.precedence <= old.precedence,
-            old.state == retry,
-            and_(new.state == retry, not_(old.state.in_(ready))),
-        )
-        updates: dict[str, Any] = {
-            "state": case((wins, new.state), else_=old.state),
-            "precedence": case((wins, new.precedence), else_=old.precedence),
-            "timestamp": case((wins, new.timestamp), else_=old.timestamp),
-            "last_update": new.last_update,
-        }
-        for column in table.columns:
-            if column.name not in updates and not column.primary_key:
-                name = column.name
-                updates[name] = case(
-                    (wins, func.coalesce(new[name], old[name])),
-                    else_=func.coalesce(old[name], new[name]),
-                )
-        return stmt.on_conflict_do_update(index_elements=[old.uuid], set_=updates)
 
-    def _build_worker_upsert(self) -> Any:
-        table = self.schema.workers
-        stmt = self._insert(table)
-        new, old = stmt.excluded, table.c
-        wins = or_(old.last_heartbeat.is_(None), new.last_heartbeat >= old.last_heartbeat)
-        updates: dict[str, Any] = {"last_update": new.last_update}
-        for column in table.columns:
-            if column.name not in updates and not column.primary_key:
-                name = column.name
-                updates[name] = case(
-                    (wins, func.coalesce(new[name], old[name])),
-                    else_=func.coalesce(old[name], new[name]),
-                )
-        return stmt.on_conflict_do_update(index_elements=[old.hostname], set_=updates)
+        def guard(new: Any) -> tuple[Any, tuple[str, ...], tuple[str, ...]]:
+            wins = or_(  # task_wins() in SQL
+                new.precedence <= old.precedence,
+                old.state == retry,
+                and_(new.state == retry, not_(old.state.in_(ready))),
+            )
+            return wins, TASK_REPLACED, ("precedence", "state")
+
+        return self._upsert(insert_, self.schema.tasks, guard)
+
+    def _build_worker_upsert(self, insert_: Any) -> Any:
+        old = self.schema.workers.c
+
+        def guard(new: Any) -> tuple[Any, tuple[str, ...], tuple[str, ...]]:
+            # worker_wins() in SQL (a NULL comparison is not true, as in Python).
+            wins = or_(old.last_heartbeat.is_(None), new.last_heartbeat >= old.last_heartbeat)
+            return wins, WORKER_REPLACED, ("last_heartbeat",)
+
+        return self._upsert(insert_, self.schema.workers, guard)
+
+    @staticmethod
+    def _build_update(table: Table) -> Any:
+        """UPDATE by key for the portable path; executed with one parameter dict per row."""
+        key = table.primary_key.columns.values()[0]
+        return update(table).where(key == bindparam("key_"))
 
     def write(
         self, tasks: Iterable[Any], workers: Iterable[Any], taken_at: float
@@ -500,11 +625,53 @@ class HistoryStore:
         self.ensure_schema()
         # Sorted keys: concurrent writers lock rows in the same order and cannot deadlock.
         with self.engine.begin() as conn:
-            if task_rows:
-                conn.execute(self._task_upsert, [task_rows[k] for k in sorted(task_rows)])
-            if worker_rows:
-                conn.execute(self._worker_upsert, [worker_rows[k] for k in sorted(worker_rows)])
+            if self.portable:
+                self._merge_write(conn, self.schema.tasks, task_rows, merge_task, self._task_update)
+                self._merge_write(
+                    conn, self.schema.workers, worker_rows, merge_worker, self._worker_update
+                )
+            else:
+                if task_rows:
+                    conn.execute(self._task_upsert, [task_rows[k] for k in sorted(task_rows)])
+                if worker_rows:
+                    rows = [worker_rows[k] for k in sorted(worker_rows)]
+                    conn.execute(self._worker_upsert, rows)
         return len(task_rows), len(worker_rows)
+
+    @staticmethod
+    def _merge_write(
+        conn: Any,
+        table: Table,
+        rows: Mapping[str, dict[str, Any]],
+        merge: Any,
+        update_stmt: Any,
+    ) -> None:
+        """The portable upsert: read the stored rows of the batch's keys, merge, write back.
+
+        Runs inside the shot's transaction; a concurrent writer inserting the same key makes
+        the INSERT fail, which fails the shot, and the next shot merges again (nothing lost).
+        """
+        if not rows:
+            return
+        key = table.primary_key.columns.values()[0]
+        keys = sorted(rows)
+        stored: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(keys), IN_CHUNK):
+            chunk = keys[start : start + IN_CHUNK]
+            for found in conn.execute(select(table).where(key.in_(chunk))).mappings():
+                stored[found[key.name]] = dict(found)
+        inserts = [rows[k] for k in keys if k not in stored]
+        updates = []
+        for k in keys:
+            if k in stored:
+                merged = merge(stored[k], rows[k])
+                del merged[key.name]
+                merged["key_"] = k
+                updates.append(merged)
+        if inserts:
+            conn.execute(insert(table), inserts)
+        if updates:
+            conn.execute(update_stmt, updates)
 
     def expire(self, expire: Mapping[str, float | None], now: float | None = None) -> int:
         """Delete tasks whose last event is older than their state group's expiry."""

@@ -196,13 +196,35 @@ def _parent_dir(option: str, path: str) -> str:
     return directory
 
 
-def check_logfile(path: str) -> None:
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def check_logfile(
+    path: str, umask: int | None = None, uid: int | None = None, gid: int | None = None
+) -> None:
+    """Open (creating if need be) the logfile now, so that failure is reported before any fork.
+
+    A file created here gets the mode and owner the daemon would give it (`umask`, `uid`,
+    `gid`), not those of the starting process.
+    """
     _parent_dir("--logfile", path)
     if os.path.isdir(path):
         raise PreflightError("--logfile", f"{path} is a directory", exitcodes.CANTCREAT)
-    try:  # creating it here is what the daemon would do first anyway
-        with open(path, "a", encoding="utf-8"):
-            pass
+    try:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND))
+            return
+        try:
+            os.fchmod(fd, 0o666 & ~(_current_umask() if umask is None else umask))
+            if uid is not None or gid is not None:
+                os.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
+        finally:
+            os.close(fd)
     except OSError as exc:
         raise PreflightError(
             "--logfile", f"cannot open {path}: {exc.strerror}", exitcodes.CANTCREAT
@@ -281,7 +303,8 @@ def preflight(settings: Settings) -> Settings:
     if paths.workdir and not os.path.isdir(paths.workdir):
         raise PreflightError("--workdir", f"{paths.workdir} is not a directory")
     if paths.logfile:
-        check_logfile(paths.logfile)
+        umask = 0o022 if paths.detach and paths.umask is None else paths.umask
+        check_logfile(paths.logfile, umask, paths.uid, paths.gid)
     if paths.pidfile:
         # Before importing the camera: the every-minute cron start of a running instance
         # stays cheap (no database driver imported just to find the lock held).

@@ -1,10 +1,15 @@
-"""The SQL task-history camera: evcam's default camera (SQLAlchemy Core; SQLite or PostgreSQL).
+"""The SQL task-history camera: evcam's default camera (SQLAlchemy Core; any SQLAlchemy URL).
 
 Every shot writes, in one transaction, the tasks and workers that changed since the last shot
 that was *stored* (the camera remembers the snapshot ``seq`` of its last committed shot, so a
 shot that fails because the database is down or locked is simply written by a later one).
-Rows are upserted in batches with ``INSERT ... ON CONFLICT DO UPDATE``, and the update is
-guarded in SQL so that a stored row never moves backwards:
+
+On SQLite, PostgreSQL and MySQL/MariaDB rows are upserted in batches with one guarded
+statement (``INSERT ... ON CONFLICT DO UPDATE``; MySQL's ``ON DUPLICATE KEY UPDATE``). On any
+other database the same transaction reads the batch's stored rows (chunked ``IN`` lists),
+merges them in Python by the same rules (``merge_task``/``merge_worker``, the rules' single
+Python statement) and bulk-inserts and bulk-updates them. Either way a stored row never moves
+backwards:
 
 * A task's state is replaced only by a state of equal or higher precedence
   (``evcam.states.PRECEDENCE``). RETRY is the loop of a retried task, as in Celery: any state
@@ -19,8 +24,15 @@ Retention (``on_cleanup``) deletes tasks by state group once their last event is
 
 Camera options (``--camera-option KEY=VALUE``): ``url`` (default ``sqlite:///evcam.sqlite3``),
 ``table_prefix`` (default ``evcam_``), ``timeout`` (seconds a shot waits for a locked SQLite
-database or for a PostgreSQL connection, default 5), and the three ``expire_*`` options, each
-seconds or a duration such as ``90m``, ``12h``, ``3d``, ``2w``; ``0`` or ``never`` disables it.
+database or to connect to PostgreSQL or MySQL, default 5), and the three ``expire_*`` options,
+each seconds or a duration such as ``90m``, ``12h``, ``3d``, ``2w``; ``0`` or ``never``
+disables it.
+
+Keys and indexed columns are ``VARCHAR(255)`` (values are cut to that length first); MySQL
+tables use ``utf8mb4`` with a binary collation, so ids and states compare case-sensitively as
+elsewhere, and ``LONGTEXT`` for tracebacks and reprs. The portable path is not atomic against
+a second evcam writing the same database at the same moment: a key inserted by both fails one
+shot, which the next shot writes again.
 """
 
 from __future__ import annotations
@@ -285,6 +297,11 @@ def _seq(value: Any) -> bool:
 
 # --- options ------------------------------------------------------------------------------------
 
+DRIVER_HINTS = {
+    "postgresql": " (pip install 'evcam[postgres]')",
+    "mysql": " (pip install pymysql and use mysql+pymysql://, or pip install mysqlclient)",
+    "mariadb": " (pip install pymysql and use mariadb+pymysql://, or pip install mysqlclient)",
+}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _NEVER = {"never", "none", "off", "false", "0"}
@@ -336,7 +353,7 @@ def parse_url(value: Any) -> URL:
         dialect = url.get_dialect()
         dialect.import_dbapi()
     except (NoSuchModuleError, ImportError) as exc:
-        hint = " (pip install 'evcam[postgres]')" if url.get_backend_name() == "postgresql" else ""
+        hint = DRIVER_HINTS.get(url.get_backend_name(), " (install the database's DBAPI driver)")
         raise CameraOptionError(
             f"camera option url: no driver for {url.drivername!r}{hint}: {exc}"
         ) from None

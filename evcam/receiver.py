@@ -21,11 +21,11 @@ Queue policy:
   queue drops when RabbitMQ restarts).
 
 Zero-loss mode (`acks=True`): deliveries are acknowledged only up to the watermark of a stored
-snapshot (`request_ack`), and back-pressure keeps every unstored task in memory: ingestion
-pauses (the connection stays up, hooks and heartbeats keep running) while the events applied
-since the last stored snapshot reach `backlog_limit`. Each event changes the stored fields of at
-most one task or worker and refreshes its recency, so while fewer events than the LRU bounds are
-unstored, every unstored object is among the most recent ones and eviction cannot touch it.
+snapshot (`request_ack`), and back-pressure keeps every unstored task in memory: before an event
+that could evict a task or worker changed since the last stored shot (an LRU is full and its
+oldest entry is unstored), ingestion pauses (the connection stays up, hooks and our heartbeats
+keep running) and asks for a shot (`on_backlog`), as it does once `backlog_limit` events are
+unstored. The broker holds the rest (at most `prefetch_count` unacknowledged deliveries).
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ from evcam.decode import JSON_CONTENT_TYPES, JSON_ENCODINGS, Rejected, check_con
 log = structlog.get_logger(__name__)
 
 PIDBOX_EXCHANGE = "celery.pidbox"
+ACK_POLL = 0.02  # acks mode: longest wait before a requested ack is sent
 TICK = 0.5  # seconds between housekeeping passes (hooks, heartbeats, acks, watchdog)
 REJECT_LOG_INTERVAL = 10.0  # at most one log line per rejection reason per interval
 _unpack_from = struct.unpack_from
@@ -163,14 +164,11 @@ class Receiver:
         self.wakeup = wakeup
         self.acks = acks
         self.prefetch_count = prefetch_count
-        # Unstored events that pause ingestion (acks mode). Default: the smaller LRU bound.
-        if backlog_limit is None:
-            bounds = [
-                getattr(state, "max_tasks_in_memory", None),
-                getattr(state, "max_workers_in_memory", None),
-            ]
-            backlog_limit = min((b for b in bounds if b), default=10_000)
-        self.backlog_limit = max(1, int(backlog_limit))
+        # Acks mode: unstored events after which the camera is asked for a shot (default: the
+        # task LRU bound). Pausing itself follows the LRUs (see `_must_pause`).
+        self._max_tasks = int(getattr(state, "max_tasks_in_memory", None) or 10_000)
+        self._max_workers = int(getattr(state, "max_workers_in_memory", None) or 5_000)
+        self.backlog_limit = max(1, int(backlog_limit or self._max_tasks))
         self.backoff_start = backoff_start
         self.backoff_max = backoff_max
         # watchdog: seconds of silence tolerated while workers are alive; 0 = automatic
@@ -200,6 +198,7 @@ class Receiver:
         self._stored_seq = 0
         self._pause_seq: float = float("inf")  # state.seq at which ingestion pauses
         self._soon_seq: float = float("inf")  # state.seq at which a shot is requested
+        self._soon_tag: float = float("inf")  # or the delivery tag (half the prefetch window)
         self._room = threading.Event()
         if acks:
             self._set_stored_seq(0)
@@ -230,8 +229,9 @@ class Receiver:
         if seq < self._stored_seq:
             return
         self._stored_seq = seq
-        self._soon_seq = seq + max(1, self.backlog_limit // 2)
-        self._pause_seq = seq + self.backlog_limit
+        self._soon_seq = seq + self.backlog_limit
+        # Fewer unstored events than either LRU bound: nothing unstored can be the oldest entry.
+        self._pause_seq = seq + min(self._max_tasks, self._max_workers)
         self._room.set()
 
     def stop(self) -> None:
@@ -323,6 +323,7 @@ class Receiver:
         self._last_tag = 0
         self._acked_tag = 0
         self._arrivals.clear()
+        self._soon_tag = max(1, self.prefetch_count // 2) if self.acks else float("inf")
         channel = conn.channel()
         self._channel = channel
         self._declare(channel)
@@ -458,12 +459,15 @@ class Receiver:
         drain = conn.drain_events
         # Pub/sub transports subscribe on the first drain: wake workers up only after it.
         pending_wakeup = self.wakeup
+        wait = ACK_POLL if self.acks else TICK
         while True:
             with contextlib.suppress(TimeoutError):
-                drain(timeout=0.05 if pending_wakeup else TICK)
+                drain(timeout=0.05 if pending_wakeup else wait)
             if pending_wakeup:
                 pending_wakeup = False
                 self._wakeup()
+            if self._ack_request is not self._acked:
+                self._perform_ack()
             now = time.monotonic()
             if now >= self._next_tick and self._tick(now):
                 return
@@ -475,7 +479,8 @@ class Receiver:
         py-amqp through its read buffer, so protocol handling stays py-amqp's.
         """
         sock = transport.sock
-        sock.settimeout(TICK)
+        # Acks mode: wake up often, so a stored shot's ack frees the prefetch window at once.
+        sock.settimeout(ACK_POLL if self.acks else TICK)
         recv = sock.recv
         parse = self._parse
         buf = transport._read_buffer or b""
@@ -494,6 +499,8 @@ class Receiver:
                     buf = transport._read_buffer
                     transport._read_buffer = b""
                     continue
+            if self._ack_request is not self._acked:
+                self._perform_ack()
             now = time.monotonic()
             if now >= self._next_tick and self._tick(now):
                 return
@@ -635,7 +642,7 @@ class Receiver:
         pause_seq = self._pause_seq
         accepted = 0
         for event in events:
-            if state.seq >= pause_seq:
+            if state.seq >= pause_seq and self._must_pause():
                 self._wait_for_room()
                 pause_seq = self._pause_seq
             if type(event) is not dict:
@@ -660,9 +667,27 @@ class Receiver:
             stats.events += accepted
             stats.last_event_at = now
         state.watermark = (self._generation, tag)
-        if state.seq >= self._soon_seq:
-            self._soon_seq = float("inf")  # once per stored shot
+        if state.seq >= self._soon_seq or (tag.__class__ is int and tag >= self._soon_tag):
+            # Once per stored shot / ack: a shot stored before the prefetch window is used up
+            # keeps deliveries flowing while the camera writes.
+            self._soon_seq = self._soon_tag = float("inf")
             self._hook(self.on_backlog)
+
+    def _must_pause(self) -> bool:
+        """Could the next event evict a task or worker that no stored shot holds?
+
+        An event creates at most one task and one worker, and a new entry evicts only the least
+        recently used one of a full LRU; events refresh recency and set `_seq`. So the next
+        event is safe unless an LRU is full and its oldest entry changed after the stored shot.
+        """
+        stored, state = self._stored_seq, self.state
+        for lru, bound in ((state.tasks, self._max_tasks), (state.workers, self._max_workers)):
+            data = getattr(lru, "data", lru)
+            if len(data) >= bound:
+                oldest = next(iter(data.values()), None)
+                if getattr(oldest, "_seq", 0) > stored:
+                    return True
+        return False
 
     def _wait_for_room(self) -> None:
         """Back-pressure: hold ingestion until a stored shot makes room (see module docstring).
@@ -678,19 +703,20 @@ class Receiver:
         log.debug(
             "receiver.paused",
             unstored=self.state.seq - self._stored_seq,
-            backlog_limit=self.backlog_limit,
             pauses=stats.pauses,
         )
         self._hook(self.on_backlog)
         amqp_conn = getattr(self._conn, "connection", None) if self._conn is not None else None
         try:
-            while self.state.seq >= self._pause_seq:
+            while self._must_pause():
                 if self.should_stop:
                     raise _Stopping()
                 self._room.clear()
-                if self.state.seq < self._pause_seq:
+                if not self._must_pause():
                     break
                 self._room.wait(0.1)
+                if self._ack_request is not self._acked:
+                    self._perform_ack()
                 if hasattr(amqp_conn, "bytes_recv"):
                     amqp_conn.bytes_recv += 1
                 self._last_message_seen = True  # the watchdog must not count a pause as silence
@@ -762,6 +788,7 @@ class Receiver:
             return  # acking a tag twice would be a channel error
         self._channel.basic_ack(tag, multiple=True)
         self._acked_tag = tag
+        self._soon_tag = tag + max(1, self.prefetch_count // 2)
         arrivals = self._arrivals
         while arrivals and arrivals[0][0] <= tag:
             arrivals.popleft()
@@ -769,7 +796,7 @@ class Receiver:
     def _update_unacked(self, now: float) -> None:
         """Unacked count and the oldest unacked age (deliveries seen per housekeeping pass)."""
         stats = self.stats
-        if not self.acks or not stats.connected:
+        if not self.acks or not stats.connected or type(self._last_tag) is not int:
             stats.unacked, stats.oldest_unacked_age = 0, None
             return
         arrivals = self._arrivals

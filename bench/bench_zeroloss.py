@@ -1,0 +1,149 @@
+"""Zero-loss mode's cost: drain a pre-filled durable RabbitMQ queue through the SQL camera (on
+SQLite) with acknowledgements after each stored shot, vs the same receiver consuming no_ack.
+
+For each shape (one event per message; lists of 24 events, as workers batch them) the same
+Celery-format events (bench/loadgen.py) are published to a durable queue, then drained by
+evcam's Receiver + State + SQLCamera wired as the command wires them, in each mode:
+
+- no_ack: `acks=False` (what evcam does without --queue, and Celery always);
+- ack:    `acks=True`, acks up to each stored shot's watermark, back-pressure included.
+
+Time runs from "start connecting" until a stored shot holds every event (and, in ack mode, until
+the broker has the acks: the queue holds nothing unacknowledged). Celery has no ack mode for
+events; its receiver's drain figures are in `bench receiver`. `python -m bench zeroloss`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from typing import Any
+
+URL = os.environ.get("EVCAM_BENCH_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672//")
+EVENTS = int(os.environ.get("EVCAM_BENCH_EVENTS", "100000"))
+FREQ = 0.2  # both modes: shots every 0.2 s, so the end of a run is not a timer artefact
+EXCHANGE = "evcam.bench.zeroloss"
+
+
+def _queue_counts(queue: str) -> tuple[int, int]:
+    """(ready, consumers) of the queue; the management-free way to see what is left."""
+    from kombu import Connection
+
+    with Connection(URL) as conn:
+        ok = conn.default_channel.queue_declare(queue, passive=True)
+        return ok.message_count, ok.consumer_count
+
+
+def _fill(queue: str, batch: int) -> None:
+    from kombu import Connection
+
+    from bench import loadgen
+
+    with Connection(URL) as conn:
+        conn.default_channel.queue_delete(queue)
+    loadgen.publish(URL, EVENTS, batch=batch, exchange=EXCHANGE, queue=queue)
+
+
+def _drain(queue: str, acks: bool, db: str) -> dict[str, float]:
+    from evcam.cameras.sql import SQLCamera
+    from evcam.receiver import Receiver
+    from evcam.runner import wire_zero_loss
+    from evcam.state import State
+
+    state = State(max_tasks_in_memory=10_000, max_workers_in_memory=5_000)  # the defaults
+    camera = SQLCamera(state, freq=FREQ, url=f"sqlite:///{db}")
+    receiver = Receiver(
+        state, URL, exchange=EXCHANGE, queue=queue, wakeup=False, acks=acks, stats_interval=None
+    )
+    stored = [0]
+
+    def on_stored(sender: Any, snapshot: Any = None, **_: Any) -> None:
+        stored[0] = snapshot.seq
+
+    camera.stored_signal.connect(on_stored, sender=state)
+    unwire = wire_zero_loss(receiver, camera, state) if acks else (lambda: None)
+    thread = threading.Thread(target=receiver.run, daemon=True)
+    started = time.perf_counter()
+    camera.install()
+    thread.start()
+    try:
+        deadline = time.monotonic() + 120
+        ingested = None
+        while stored[0] < EVENTS and time.monotonic() < deadline:
+            if ingested is None and state.seq >= EVENTS:
+                ingested = time.perf_counter() - started
+            time.sleep(0.002)
+        while acks and receiver.stats.unacked and time.monotonic() < deadline:
+            time.sleep(0.002)  # the ack of the last shot (next housekeeping pass)
+        elapsed = time.perf_counter() - started
+        if stored[0] < EVENTS:
+            raise RuntimeError(f"only {stored[0]} of {EVENTS} events stored")
+    finally:
+        receiver.should_stop = True
+        thread.join(10)
+        camera.cancel()
+        unwire()
+        camera.stored_signal.disconnect(on_stored, sender=state)
+    return {
+        "seconds": elapsed,
+        "ingested_at": ingested or elapsed,
+        "shots": camera.shots,
+        "pauses": receiver.stats.pauses,
+    }
+
+
+def main() -> dict[str, Any]:
+    import logging
+
+    import structlog
+
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+    try:
+        return _main()
+    finally:
+        structlog.configure(**saved)
+
+
+def _main() -> dict[str, Any]:
+    results: dict[str, Any] = {"events": EVENTS, "freq": FREQ}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for batch in (1, 24):
+            queue = f"evcam.bench.zeroloss.{batch}"
+            shape: dict[str, Any] = {}
+            for mode in ("no_ack", "ack"):
+                _fill(queue, batch)
+                db = os.path.join(tmp, f"{mode}-{batch}.sqlite3")
+                figures = _drain(queue, mode == "ack", db)
+                if mode == "ack":
+                    ready, _ = _queue_counts(queue)
+                    figures["left_in_queue"] = ready
+                figures["events_per_second"] = EVENTS / figures["seconds"]
+                shape[mode] = figures
+                rows.append((batch, mode, figures))
+            shape["ack_vs_no_ack"] = (
+                shape["ack"]["events_per_second"] / shape["no_ack"]["events_per_second"]
+            )
+            results[f"batch_{batch}"] = shape
+            from kombu import Connection
+
+            with Connection(URL) as conn:
+                conn.default_channel.queue_delete(queue)
+    print(f"{EVENTS} events drained into the SQL camera (SQLite), shots every {FREQ}s")
+    print(f"{'batch':>5} {'mode':>7} {'seconds':>8} {'events/s':>10} {'shots':>6} {'pauses':>6}")
+    for batch, mode, f in rows:
+        print(
+            f"{batch:>5} {mode:>7} {f['seconds']:>8.2f} {f['events_per_second']:>10,.0f} "
+            f"{f['shots']:>6} {f['pauses']:>6}"
+        )
+    for batch in (1, 24):
+        ratio = results[f"batch_{batch}"]["ack_vs_no_ack"]
+        print(f"batch {batch}: ack mode drains at {ratio:.0%} of no_ack")
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -201,6 +201,38 @@ class Main(click.Group):
     "--wakeup/--no-wakeup", default=True, show_default=True, help="Ask workers to say hello."
 )
 @click.option("--heartbeat", type=click.FloatRange(min=0), default=60.0, show_default=True)
+@click.option(
+    "--broker-ssl-ca",
+    "ssl_ca",
+    envvar="EVCAM_BROKER_SSL_CA",
+    type=click.Path(dir_okay=False, resolve_path=True),
+    default=None,
+    help="TLS broker (amqps://, rediss://): CA bundle to verify it [default: system CAs].",
+)
+@click.option(
+    "--broker-ssl-cert",
+    "ssl_cert",
+    envvar="EVCAM_BROKER_SSL_CERT",
+    type=click.Path(dir_okay=False, resolve_path=True),
+    default=None,
+    help="TLS broker: client certificate (PEM).",
+)
+@click.option(
+    "--broker-ssl-key",
+    "ssl_key",
+    envvar="EVCAM_BROKER_SSL_KEY",
+    type=click.Path(dir_okay=False, resolve_path=True),
+    default=None,
+    help="TLS broker: the client certificate's private key (PEM).",
+)
+@click.option(
+    "--broker-ssl-verify/--no-broker-ssl-verify",
+    "ssl_verify",
+    envvar="EVCAM_BROKER_SSL_VERIFY",
+    default=True,
+    show_default=True,
+    help="Check the broker's certificate (turn off only for testing).",
+)
 @click.option("--max-tasks", type=click.IntRange(min=1), default=10000, show_default=True)
 @click.option("--max-workers", type=click.IntRange(min=1), default=5000, show_default=True)
 @click.option("--pidfile", type=click.Path(dir_okay=False, resolve_path=True), default=None)

@@ -124,6 +124,17 @@ def check_camera(cls: Callable[..., Any], settings: Settings) -> None:
         ) from exc
 
 
+def check_tls(settings: Settings) -> None:
+    """TLS options need a TLS URL (usage error) and readable files (configuration error)."""
+    from evcam.tls import TLSError
+
+    try:
+        settings.broker_ssl()
+    except TLSError as exc:
+        code = exitcodes.USAGE if exc.usage else exitcodes.CONFIG
+        raise PreflightError(exc.option, str(exc), code) from exc
+
+
 def check_rate(option: str, value: str | None) -> None:
     if value is None:
         return
@@ -295,6 +306,7 @@ def preflight(settings: Settings) -> Settings:
             "--camera-option", f"{sorted(reserved)[0]!r} is set by evcam itself", exitcodes.USAGE
         )
     check_rate("--maxrate", settings.maxrate)
+    check_tls(settings)
     paths = settings.replace(
         logfile=_absolute(settings.logfile),
         pidfile=_absolute(settings.pidfile),

@@ -228,6 +228,7 @@ def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: 
         queue_type=settings.queue_type,
         wakeup=settings.wakeup,
         heartbeat=settings.heartbeat,
+        ssl=settings.broker_ssl(),
         acks=zero_loss(settings),
         prefetch_count=settings.prefetch,
     )

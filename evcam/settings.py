@@ -36,6 +36,10 @@ class Settings:
     prefetch: int = 10000  # zero-loss mode: at most this many unacknowledged deliveries
     wakeup: bool = True
     heartbeat: float = 60.0
+    ssl_ca: str | None = None  # TLS brokers: CA bundle, client certificate and key
+    ssl_cert: str | None = None
+    ssl_key: str | None = None
+    ssl_verify: bool = True
     max_tasks: int = 10000
     max_workers: int = 5000
     pidfile: str | None = None
@@ -50,6 +54,12 @@ class Settings:
     status_interval: float = 60.0
     timer: Any = None  # a Timer to hand to the camera instead of evcam's own (tests, Celery)
     app: Any = None  # a Celery app handed to cameras written for Celery's Polaroid
+
+    def broker_ssl(self) -> dict[str, object] | None:
+        """kombu's `ssl=` argument from the --broker-ssl-* options (raises TLSError)."""
+        from evcam.tls import ssl_options
+
+        return ssl_options(self.broker, self.ssl_ca, self.ssl_cert, self.ssl_key, self.ssl_verify)
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -84,6 +94,12 @@ class Settings:
             "prefetch": self.prefetch,
             "wakeup": self.wakeup,
             "heartbeat": self.heartbeat,
+            "broker_ssl": {
+                "ca": self.ssl_ca,
+                "cert": self.ssl_cert,
+                "key": self.ssl_key,
+                "verify": self.ssl_verify,
+            },
             "max_tasks": self.max_tasks,
             "max_workers": self.max_workers,
             "pidfile": self.pidfile,

@@ -162,6 +162,8 @@ class Receiver:
         self.queue_max_length = queue_max_length
         self.queue_type = queue_type
         self.wakeup = wakeup
+        if acks and not hasattr(state, "seq"):
+            raise ValueError("acks=True needs an evcam.State: it tracks what a stored shot holds")
         self.acks = acks
         self.prefetch_count = prefetch_count
         # Acks mode: unstored events after which the camera is asked for a shot (default: the
@@ -640,9 +642,10 @@ class Receiver:
         state = self.state
         feed = state.event
         pause_seq = self._pause_seq
+        acks = self.acks  # back-pressure and early shots exist in ack mode only
         accepted = 0
         for event in events:
-            if state.seq >= pause_seq and self._must_pause():
+            if acks and state.seq >= pause_seq and self._must_pause():
                 self._wait_for_room()
                 pause_seq = self._pause_seq
             if type(event) is not dict:
@@ -667,7 +670,9 @@ class Receiver:
             stats.events += accepted
             stats.last_event_at = now
         state.watermark = (self._generation, tag)
-        if state.seq >= self._soon_seq or (tag.__class__ is int and tag >= self._soon_tag):
+        if acks and (
+            state.seq >= self._soon_seq or (tag.__class__ is int and tag >= self._soon_tag)
+        ):
             # Once per stored shot / ack: a shot stored before the prefetch window is used up
             # keeps deliveries flowing while the camera writes.
             self._soon_seq = self._soon_tag = float("inf")

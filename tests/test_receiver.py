@@ -137,6 +137,22 @@ def test_named_queue_keeps_events_published_while_evcam_is_down(rabbitmq_url: st
         _delete_queue(rabbitmq_url, queue)
 
 
+def test_any_state_with_an_event_method_can_be_fed(rabbitmq_url: str) -> None:
+    """The receiver feeds Celery's own State too (no evcam extras); acks mode refuses it."""
+    from celery.events.state import State as CeleryState
+
+    exchange = unique("evx")
+    state = CeleryState()
+    with pytest.raises(ValueError, match=r"evcam\.State"):
+        Receiver(state, rabbitmq_url, exchange=exchange, queue=unique("evq"), acks=True)
+    receiver = Receiver(state, rabbitmq_url, exchange=exchange, wakeup=False)
+    with running(receiver):
+        loadgen.publish(rabbitmq_url, 240, batch=24, exchange=exchange)
+        assert wait_until(lambda: receiver.stats.events >= 240, 20)
+    assert receiver.stats.rejected == 0 and receiver.stats.reconnects == 0
+    assert state.event_count == 240
+
+
 def test_named_queue_with_max_length_bounds_the_backlog(rabbitmq_url: str) -> None:
     """queue_max_length caps what waits for evcam: only the newest messages stay."""
     exchange, queue = unique("evx"), unique("evq")

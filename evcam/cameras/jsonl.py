@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from evcam.camera import Polaroid
-from evcam.cameras.sql import CameraOptionError, _objects, task_record, worker_record
+from evcam.cameras.sql import CameraOptionError, changed_since, task_record, worker_record
 
 STDOUT = "-"
 OPTIONS = ("path",)
@@ -95,14 +95,8 @@ class JSONLCamera(Polaroid):
 
     def on_shutter(self, state: Any) -> None:
         seq = getattr(state, "seq", None)
-        if seq is not None and hasattr(state, "changed_tasks"):
-            tasks = state.changed_tasks(self.stored_seq)
-            workers = state.changed_workers(self.stored_seq)
-        else:  # a plain Celery State: everything it holds
-            tasks, workers = list(state.tasks.values()), list(state.workers.values())
-        data = lines(
-            _objects(tasks), _objects(workers), getattr(state, "taken_at", None) or time.time()
-        )
+        tasks, workers = changed_since(state, self.stored_seq)
+        data = lines(tasks, workers, getattr(state, "taken_at", None) or time.time())
         with self._lock:
             if data:
                 self._write(data)

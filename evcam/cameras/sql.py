@@ -758,14 +758,10 @@ class SQLCamera(Polaroid):
 
     def on_shutter(self, state: Any) -> None:
         seq = getattr(state, "seq", None)
-        if seq is not None and hasattr(state, "changed_tasks"):
-            tasks = state.changed_tasks(self.stored_seq)
-            workers = state.changed_workers(self.stored_seq)
-        else:  # a plain Celery State: write everything it holds
-            tasks, workers = list(state.tasks.values()), list(state.workers.values())
+        tasks, workers = changed_since(state, self.stored_seq)
         taken_at = getattr(state, "taken_at", None) or time.time()
         started = time.monotonic()
-        n_tasks, n_workers = self.store.write(_objects(tasks), _objects(workers), taken_at)
+        n_tasks, n_workers = self.store.write(tasks, workers, taken_at)
         if seq is not None:
             self.stored_seq = seq
         if n_tasks or n_workers:
@@ -800,6 +796,13 @@ def _literal(value: str) -> Any:
     """A SQL string literal for a constant state name (never for data)."""
     assert value.isalnum(), value
     return literal_column(f"'{value}'")
+
+
+def changed_since(state: Any, since_seq: int) -> tuple[Iterable[Any], Iterable[Any]]:
+    """Tasks and workers a snapshot changed after `since_seq`; all of a plain Celery State."""
+    if getattr(state, "seq", None) is not None and hasattr(state, "changed_tasks"):
+        return _objects(state.changed_tasks(since_seq)), _objects(state.changed_workers(since_seq))
+    return list(state.tasks.values()), list(state.workers.values())
 
 
 def _objects(items: Any) -> Iterable[Any]:

@@ -193,7 +193,7 @@ class Main(click.Group):
 @click.option(
     "--prefetch",
     type=click.IntRange(1, 65535),
-    default=10000,
+    default=65535,
     show_default=True,
     help="Zero-loss mode: most unacknowledged messages evcam holds.",
 )

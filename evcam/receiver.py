@@ -131,7 +131,7 @@ class Receiver:
         wakeup: bool = True,
         heartbeat: float = 60.0,
         acks: bool = False,
-        prefetch_count: int = 10_000,
+        prefetch_count: int = 65_535,
         backlog_limit: int | None = None,
         connect_timeout: float = 1.0,
         backoff_start: float = 1.0,

@@ -33,7 +33,7 @@ class Settings:
     queue_max_length: int | None = None
     queue_type: str | None = None  # "quorum" persists every message (survives broker restarts)
     acks: bool = True  # zero-loss mode with --queue on AMQP; False: no_ack everywhere
-    prefetch: int = 10000  # zero-loss mode: at most this many unacknowledged deliveries
+    prefetch: int = 65535  # zero-loss mode: at most this many unacknowledged deliveries
     wakeup: bool = True
     heartbeat: float = 60.0
     ssl_ca: str | None = None  # TLS brokers: CA bundle, client certificate and key

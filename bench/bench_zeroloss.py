@@ -23,7 +23,8 @@ from typing import Any
 
 URL = os.environ.get("EVCAM_BENCH_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672//")
 EVENTS = int(os.environ.get("EVCAM_BENCH_EVENTS", "100000"))
-FREQ = 0.2  # both modes: shots every 0.2 s, so the end of a run is not a timer artefact
+# Seconds between shots, both modes; short, so that the end of a run is not a timer artefact.
+FREQ = float(os.environ.get("EVCAM_BENCH_FREQ", "0.2"))
 EXCHANGE = "evcam.bench.zeroloss"
 
 

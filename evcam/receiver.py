@@ -54,6 +54,7 @@ ACK_POLL = 0.02  # acks mode: longest wait before a requested ack is sent
 TICK = 0.5  # seconds between housekeeping passes (hooks, heartbeats, acks, watchdog)
 REJECT_LOG_INTERVAL = 10.0  # at most one log line per rejection reason per interval
 _unpack_from = struct.unpack_from
+FRAME_END = 0xCE  # the octet that closes every AMQP frame
 
 
 class StreamStalled(Exception):
@@ -524,6 +525,8 @@ class Receiver:
             end = pos + 7 + flen  # index of the frame-end octet
             if end >= size:
                 break
+            if buf[end] != FRAME_END:
+                raise ConnectionError("AMQP framing error: bad frame end")
             if ftype == 8:  # heartbeat
                 frames += 1
                 pos = end + 1
@@ -534,7 +537,10 @@ class Receiver:
             p = pos + 11
             p += 1 + buf[p]
             tag = unpack(">Q", buf, p)[0]
-            h = end + 1  # content header frame
+            h, count = end + 1, 2  # content header frame (heartbeats may come in between)
+            while size - h >= 7 and buf[h] == 8:
+                h += 8 + unpack(">I", buf, h + 3)[0]
+                count += 1
             if size - h < 7:
                 break
             htype, _, hlen = unpack(">BHI", buf, h)
@@ -543,6 +549,8 @@ class Receiver:
             hend = h + 7 + hlen
             if hend >= size:
                 break
+            if buf[hend] != FRAME_END:
+                raise ConnectionError("AMQP framing error: bad frame end")
             body_size, flags = unpack(">QH", buf, h + 11)
             q = h + 21
             ctype = cenc = None
@@ -560,16 +568,22 @@ class Receiver:
                 compressed = b"\x0bcompression" in buf[q + 4 : q + 4 + n]
             b = hend + 1  # body frames
             chunks: list[bytes] = []
-            got, count = 0, 2
+            got = 0
             while got < body_size:
                 if size - b < 7:
                     break
                 btype, _, blen = unpack(">BHI", buf, b)
-                if btype != 3:
-                    raise ConnectionError("AMQP framing error: content body expected")
                 bend = b + 7 + blen
                 if bend >= size:
                     break
+                if buf[bend] != FRAME_END:
+                    raise ConnectionError("AMQP framing error: bad frame end")
+                if btype == 8:  # a heartbeat between body frames
+                    count += 1
+                    b = bend + 1
+                    continue
+                if btype != 3:
+                    raise ConnectionError("AMQP framing error: content body expected")
                 chunks.append(buf[b + 7 : bend])
                 got += blen
                 count += 1

@@ -23,11 +23,8 @@ shot took, snapshot included), `last_error` (repr of the last error, or None), `
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import structlog
@@ -39,23 +36,6 @@ from evcam.timer import Entry, Timer
 __all__ = ["Polaroid"]
 
 logger = structlog.get_logger(__name__)
-
-
-@contextmanager
-def _no_gc() -> Iterator[None]:
-    """Defer the cyclic GC while the state is copied under its lock.
-
-    Copying 10,000 tasks allocates enough objects to trigger a full collection, which would run
-    inside the locked section and add its pause to ingestion's wait; deferred, it runs after the
-    lock is released, so the receiver waits for the copy or the collection, never both.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class Polaroid:
@@ -196,8 +176,7 @@ class Polaroid:
             started = time.monotonic()
             snapshot = None
             try:
-                with _no_gc():
-                    snapshot = self.state.snapshot()
+                snapshot = self.state.snapshot()  # defers the cyclic GC while it copies
                 if not self.shutter(snapshot):
                     return False
             except Exception as exc:

@@ -119,9 +119,14 @@ class ManualTimer:
         return [entry for entry in self.entries if not entry.cancelled]
 
     def fire(self, times: int = 1) -> None:
-        """Run every entry that is not cancelled, `times` rounds over."""
+        """Run every entry that is not cancelled, `times` rounds over.
+
+        A one-shot entry (`call_after`) runs once and is then dropped, as on `evcam.timer.Timer`.
+        """
         for _ in range(times):
             for entry in self.active:
+                if entry.secs is None:
+                    self.entries.remove(entry)
                 entry()
 
     def stop(self, timeout: float | None = None) -> None:

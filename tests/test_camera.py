@@ -71,6 +71,20 @@ def test_context_manager_installs_then_cancels_with_a_final_capture() -> None:
     assert timer.active == [] and len(cam.snapshots) == 1
 
 
+def test_shoot_soon_takes_one_shot_per_pending_request() -> None:
+    """shoot_soon() schedules one shot at once; requests while one is pending add nothing."""
+    timer = ManualTimer()
+    cam = camera(timer=timer)
+    cam.shoot_soon()
+    cam.shoot_soon()
+    assert [(e.secs, e.fun) for e in timer.active] == [(None, cam._soon_capture)]
+    timer.fire(times=3)
+    assert len(cam.snapshots) == 1 and timer.active == []
+    cam.shoot_soon()
+    timer.fire()
+    assert len(cam.snapshots) == 2
+
+
 def test_cancel_takes_a_final_capture_even_right_after_a_shot() -> None:
     """Celery skips the final shot if the last ran less than freq ago; evcam always takes it."""
     cam = camera(events=[task("task-received", "t1")], freq=3600)

@@ -47,12 +47,10 @@ class Entry:
         self.kwargs = dict(kwargs or {})
         self.secs = secs  # the period of a repeating entry, None for a one-shot entry
         self.cancelled = False
-        self.runs = 0
         self._lock = threading.RLock()  # serialises direct calls with the timer's runs
 
     def __call__(self) -> Any:
         with self._lock:
-            self.runs += 1
             return self.fun(*self.args, **self.kwargs)
 
     def cancel(self) -> None:

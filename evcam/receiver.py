@@ -670,7 +670,7 @@ class Receiver:
             except BadEvent as exc:
                 self._reject("bad-event", str(exc))
                 continue
-            if etype[0] == "w":
+            if etype and etype[0] == "w":  # an empty type goes on to the state, which skips it
                 self._track_worker(etype, event)
             try:
                 feed(event)

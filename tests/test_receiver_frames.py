@@ -125,3 +125,13 @@ def test_a_non_json_delivery_is_rejected_and_the_next_one_kept(receiver: Receive
     pos, _ = receiver._parse(buf, CHANNEL)
     assert pos == len(buf)
     assert receiver.stats.rejected == 1 and list(receiver.state.tasks) == ["t5"]
+
+
+def test_an_event_with_an_empty_type_does_not_stop_the_message(receiver: Receiver) -> None:
+    """`{"type": ""}` is skipped like any event the state cannot use; the list goes on."""
+    body = b'[{"type": ""}, ' + event(3) + b"]"
+    buf = delivery(1, body) + delivery(2, event(4))
+    pos, _ = receiver._parse(buf, CHANNEL)
+    assert pos == len(buf)
+    assert list(receiver.state.tasks) == ["t3", "t4"]
+    assert receiver.stats.messages == 2

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from evcam.camera import Polaroid
-from evcam.cameras.sql import CameraOptionError, changed_since, task_record, worker_record
+from evcam.cameras.sql import CameraOptionError, ChangesCamera, task_record, worker_record
 
 STDOUT = "-"
 OPTIONS = ("path",)
@@ -62,27 +60,13 @@ def lines(tasks: Iterable[Any], workers: Iterable[Any], taken_at: float) -> byte
     return bytes(out)
 
 
-class JSONLCamera(Polaroid):
+class JSONLCamera(ChangesCamera):
     """Writes each shot's changed tasks and workers as JSON lines (stdout or ``path=``)."""
 
-    def __init__(
-        self,
-        state: Any,
-        freq: float = 1.0,
-        maxrate: Any = None,
-        cleanup_freq: float = 3600.0,
-        timer: Any = None,
-        app: Any = None,
-        **options: Any,
-    ) -> None:
+    def configure(self, options: Mapping[str, Any]) -> None:
         _check(options)
         self.path = resolve_path(options.get("path", STDOUT))
-        super().__init__(
-            state, freq=freq, maxrate=maxrate, cleanup_freq=cleanup_freq, timer=timer, app=app
-        )
         self._lock = threading.Lock()
-        # seq of the last snapshot whose lines were written; 0 = nothing written yet.
-        self.stored_seq = 0
 
     @classmethod
     def preflight(cls, options: Mapping[str, str]) -> dict[str, str]:
@@ -93,15 +77,13 @@ class JSONLCamera(Polaroid):
             resolved["path"] = resolve_path(options["path"])
         return resolved
 
-    def on_shutter(self, state: Any) -> None:
-        seq = getattr(state, "seq", None)
-        tasks, workers = changed_since(state, self.stored_seq)
-        data = lines(tasks, workers, getattr(state, "taken_at", None) or time.time())
-        with self._lock:
-            if data:
+    def store_changes(
+        self, tasks: Iterable[Any], workers: Iterable[Any], taken_at: float, seq: int | None
+    ) -> None:
+        data = lines(tasks, workers, taken_at)
+        if data:
+            with self._lock:
                 self._write(data)
-            if seq is not None:
-                self.stored_seq = seq
 
     def _write(self, data: bytes) -> None:
         if self.path == STDOUT:

@@ -715,8 +715,13 @@ class HistoryStore:
 # --- the camera ---------------------------------------------------------------------------------
 
 
-class SQLCamera(Polaroid):
-    """Keeps a queryable SQL history of every task and worker (the default camera)."""
+class ChangesCamera(Polaroid):
+    """Base of the storing cameras: each shot stores what changed since the last stored shot.
+
+    A subclass validates and keeps its camera options in `configure(options)` (called before
+    the runtime is set up, so a bad option fails first) and stores in `store_changes`, which
+    raises when it could not store: `stored_seq` advances only after it returned.
+    """
 
     def __init__(
         self,
@@ -728,14 +733,38 @@ class SQLCamera(Polaroid):
         app: Any = None,
         **options: Any,
     ) -> None:
-        self.options = parse_options(options)
+        self.configure(options)
         super().__init__(
             state, freq=freq, maxrate=maxrate, cleanup_freq=cleanup_freq, timer=timer, app=app
         )
+        # seq of the last snapshot whose changes were stored; 0 = nothing stored yet.
+        self.stored_seq = 0
+
+    def configure(self, options: Mapping[str, Any]) -> None:
+        """Validate and keep the camera options; raise CameraOptionError."""
+        raise NotImplementedError
+
+    def store_changes(
+        self, tasks: Iterable[Any], workers: Iterable[Any], taken_at: float, seq: int | None
+    ) -> None:
+        """Store the changed tasks and workers of the snapshot `seq` taken at `taken_at`."""
+        raise NotImplementedError
+
+    def on_shutter(self, state: Any) -> None:
+        seq = getattr(state, "seq", None)
+        tasks, workers = changed_since(state, self.stored_seq)
+        self.store_changes(tasks, workers, getattr(state, "taken_at", None) or time.time(), seq)
+        if seq is not None:
+            self.stored_seq = seq
+
+
+class SQLCamera(ChangesCamera):
+    """Keeps a queryable SQL history of every task and worker (the default camera)."""
+
+    def configure(self, options: Mapping[str, Any]) -> None:
+        self.options = parse_options(options)
         self._store: HistoryStore | None = None
         self._store_lock = threading.Lock()
-        # seq of the last snapshot whose changes were committed; 0 = nothing stored yet.
-        self.stored_seq = 0
 
     @classmethod
     def preflight(cls, options: Mapping[str, str]) -> dict[str, str]:
@@ -756,14 +785,11 @@ class SQLCamera(Polaroid):
                 self._store = HistoryStore(engine, self.options.table_prefix)
             return self._store
 
-    def on_shutter(self, state: Any) -> None:
-        seq = getattr(state, "seq", None)
-        tasks, workers = changed_since(state, self.stored_seq)
-        taken_at = getattr(state, "taken_at", None) or time.time()
+    def store_changes(
+        self, tasks: Iterable[Any], workers: Iterable[Any], taken_at: float, seq: int | None
+    ) -> None:
         started = time.monotonic()
         n_tasks, n_workers = self.store.write(tasks, workers, taken_at)
-        if seq is not None:
-            self.stored_seq = seq
         if n_tasks or n_workers:
             logger.debug(
                 "history stored",

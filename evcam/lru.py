@@ -8,7 +8,33 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMappin
 from typing import Any
 
 
-class LRU(MutableMapping):
+class _DictBacked(Mapping):
+    """The reads that go straight to the backing dict `data` (recency is not refreshed)."""
+
+    __slots__ = ("data",)
+
+    data: dict[Any, Any]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.data
+
+    def keys(self):  # type: ignore[override]
+        return self.data.keys()
+
+    def values(self):  # type: ignore[override]
+        return self.data.values()
+
+    def items(self):  # type: ignore[override]
+        return self.data.items()
+
+
+class LRU(_DictBacked, MutableMapping):
     """A mapping that keeps at most `limit` keys, forgetting the least recently used first.
 
     Like kombu's `LRUCache` (which Celery's State uses) it exposes the underlying OrderedDict as
@@ -17,7 +43,7 @@ class LRU(MutableMapping):
     for every key pushed out by the bound.
     """
 
-    __slots__ = ("data", "limit", "on_evict")
+    __slots__ = ("limit", "on_evict")
 
     def __init__(
         self,
@@ -49,24 +75,6 @@ class LRU(MutableMapping):
     def __delitem__(self, key: Any) -> None:
         del self.data[key]
 
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.data)
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.data
-
-    def keys(self):  # type: ignore[override]
-        return self.data.keys()
-
-    def values(self):  # type: ignore[override]
-        return self.data.values()
-
-    def items(self):  # type: ignore[override]
-        return self.data.items()
-
     def clear(self) -> None:
         self.data.clear()
 
@@ -78,10 +86,10 @@ class LRU(MutableMapping):
         return (type(self), (self.limit, list(self.data.items())))
 
 
-class FrozenMap(Mapping):
+class FrozenMap(_DictBacked):
     """A read-only mapping over a plain dict (`data`), used for snapshot contents."""
 
-    __slots__ = ("data",)
+    __slots__ = ()
 
     def __init__(self, data: dict[Any, Any]) -> None:
         self.data = data
@@ -89,26 +97,8 @@ class FrozenMap(Mapping):
     def __getitem__(self, key: Any) -> Any:
         return self.data[key]
 
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self.data)
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.data
-
     def get(self, key: Any, default: Any = None) -> Any:
         return self.data.get(key, default)
-
-    def keys(self):  # type: ignore[override]
-        return self.data.keys()
-
-    def values(self):  # type: ignore[override]
-        return self.data.values()
-
-    def items(self):  # type: ignore[override]
-        return self.data.items()
 
     def __repr__(self) -> str:
         return f"FrozenMap(size={len(self.data)})"

@@ -20,11 +20,13 @@ def _shot(state: Any, final: bool) -> str:
     )
 
 
-class FileCamera(Polaroid):
-    """Appends a JSON line per shot to `path`; the shot taken by `cancel()` says final=true."""
+class FileShots:
+    """Appends a JSON line per shot to `path`; the shot taken by `cancel()` says final=true.
+
+    Mixed into evcam's Polaroid (FileCamera) and Celery's (CeleryFileCamera)."""
 
     def __init__(self, state: Any, path: str, **kwargs: Any) -> None:
-        super().__init__(state, **kwargs)
+        super().__init__(state, **kwargs)  # type: ignore[call-arg]
         self.path = path
         self.final = False
 
@@ -34,7 +36,11 @@ class FileCamera(Polaroid):
 
     def cancel(self) -> None:
         self.final = True
-        super().cancel()
+        super().cancel()  # type: ignore[misc]
+
+
+class FileCamera(FileShots, Polaroid):
+    """Appends a JSON line per shot to `path`; the shot taken by `cancel()` says final=true."""
 
 
 class BrokenCamera(Polaroid):
@@ -51,24 +57,7 @@ def celery_file_camera() -> type:
     """FileCamera written against Celery's own Polaroid (imported lazily: a test dependency)."""
     from celery.events.snapshot import Polaroid as CeleryPolaroid
 
-    class CeleryFileCamera(CeleryPolaroid):
-        def __init__(self, state: Any, path: str, **kwargs: Any) -> None:
-            super().__init__(state, **kwargs)
-            self.path = path
-            self.final = False
-
-        def on_shutter(self, state: Any) -> None:
-            with open(self.path, "a", encoding="utf-8") as out:
-                out.write(_shot(state, self.final) + "\n")
-
-        def cancel(self) -> None:
-            self.final = True
-            super().cancel()
+    class CeleryFileCamera(FileShots, CeleryPolaroid):
+        pass
 
     return CeleryFileCamera
-
-
-def __getattr__(name: str) -> Any:
-    if name == "CeleryFileCamera":
-        return celery_file_camera()
-    raise AttributeError(name)

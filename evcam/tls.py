@@ -2,7 +2,7 @@
 
 `amqps://` and `rediss://` URLs turn TLS on with the system's trust store; these options name
 a private CA, a client certificate and key, or turn certificate checks off. py-amqp and
-redis-py spell the same settings differently, hence one mapping per transport.
+redis-py take the same settings; redis-py's names carry an `ssl_` prefix.
 """
 
 from __future__ import annotations
@@ -56,21 +56,12 @@ def ssl_options(
     ):
         if path is not None and not os.access(path, os.R_OK):
             raise TLSError(option, f"cannot read {path}")
-    reqs = ssl.CERT_REQUIRED if verify else ssl.CERT_NONE
-    if transport == "amqp":
-        options: dict[str, object] = {"cert_reqs": reqs}
-        if ca:
-            options["ca_certs"] = ca
-        if cert:
-            options["certfile"] = cert
-        if key:
-            options["keyfile"] = key
-        return options
-    options = {"ssl_cert_reqs": reqs}
-    if ca:
-        options["ssl_ca_certs"] = ca
-    if cert:
-        options["ssl_certfile"] = cert
-    if key:
-        options["ssl_keyfile"] = key
+    # redis-py takes py-amqp's names with an "ssl_" prefix.
+    prefix = "" if transport == "amqp" else "ssl_"
+    options: dict[str, object] = {
+        prefix + "cert_reqs": ssl.CERT_REQUIRED if verify else ssl.CERT_NONE
+    }
+    for name, value in (("ca_certs", ca), ("certfile", cert), ("keyfile", key)):
+        if value:
+            options[prefix + name] = value
     return options

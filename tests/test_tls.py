@@ -254,6 +254,17 @@ def test_tls_options_map_to_each_transport() -> None:
     redis = ssl_options("rediss://h/0", ca="/etc/hostname", verify=False)
     assert amqp == {"cert_reqs": ssl.CERT_REQUIRED, "ca_certs": "/etc/hostname"}
     assert redis == {"ssl_cert_reqs": ssl.CERT_NONE, "ssl_ca_certs": "/etc/hostname"}
+    pair = {"cert": "/etc/hostname", "key": "/etc/passwd"}
+    assert ssl_options("amqps://h//", **pair) == {
+        "cert_reqs": ssl.CERT_REQUIRED,
+        "certfile": "/etc/hostname",
+        "keyfile": "/etc/passwd",
+    }
+    assert ssl_options("rediss://h/0", **pair) == {
+        "ssl_cert_reqs": ssl.CERT_REQUIRED,
+        "ssl_certfile": "/etc/hostname",
+        "ssl_keyfile": "/etc/passwd",
+    }
     assert ssl_options("amqps://h//") is None  # the URL alone: system CAs, verified
 
 

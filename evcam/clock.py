@@ -46,10 +46,6 @@ class EventClock:
         self.value += 1
         return self.value
 
-    def adjust(self, other: int) -> int:
-        self.value = (self.value if self.value > other else other) + 1
-        return self.value
-
     def normalize(self, event: dict[str, Any], now: float) -> str:
         """Fix `event` in place (clock, timestamp, local_received); return its type.
 

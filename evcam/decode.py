@@ -47,9 +47,3 @@ def decode_body(body: bytes | bytearray | memoryview | str) -> list[Any]:
     if type(data) is list:
         return data
     raise Rejected("not-an-event", f"JSON {type(data).__name__}, expected an object or a list")
-
-
-def describe(event: Any) -> str:
-    """A short, safe description of a bad event for the log."""
-    text = repr(event)
-    return text if len(text) <= 120 else text[:117] + "..."

@@ -135,6 +135,7 @@ def configure(
         target = stream if stream is not None else sys.stderr
         handler = logging.StreamHandler(target)
     handler.set_name(_HANDLER_NAME)
+    redactor = Redactor(secrets)
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -142,14 +143,14 @@ def configure(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         StaticContext(**(context or {})),
         structlog.processors.StackInfoRenderer(),
-        Redactor(secrets),
+        redactor,
     ]
     renderer = _renderer(log_format, target)
     final: list[Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
     if isinstance(renderer, structlog.processors.JSONRenderer):
         final.append(structlog.processors.dict_tracebacks)
     # Redact the rendered line too: tracebacks are only rendered here.
-    final.append(_redacting(renderer, Redactor(secrets)))
+    final.append(_redacting(renderer, redactor))
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=final)
     )

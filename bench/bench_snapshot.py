@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
-import logging
 import pickle
 import socket
 import statistics
@@ -31,8 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import structlog
-
+from bench import quiet_debug
 from bench.loadgen import events
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -291,8 +289,11 @@ def _table(title: str, rows: dict[str, Any]) -> None:
 
 
 def main() -> dict[str, Any]:
-    # The cameras' debug lines would interleave with the tables.
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+    with quiet_debug():  # the cameras' debug lines would interleave with the tables
+        return _main()
+
+
+def _main() -> dict[str, Any]:
     results: dict[str, Any] = {}
     results["copy"] = copy_time()
     _table(f"snapshot copy, {TASKS} tasks", results["copy"])

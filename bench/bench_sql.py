@@ -8,7 +8,6 @@ measured on SQLite in the same run. Targets: under 0.5 s (SQLite) and 1 s (Postg
 
 from __future__ import annotations
 
-import logging
 import os
 import statistics
 import tempfile
@@ -17,9 +16,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import structlog
 from sqlalchemy import insert, select, update
 
+from bench import quiet_debug
 from evcam.cameras.sql import HistoryStore, SQLCamera, create_history_engine, task_record
 from evcam.state import State
 from evcam.states import precedence
@@ -142,13 +141,8 @@ def postgres_up() -> bool:
 
 
 def main() -> dict[str, Any]:
-    # The camera's per-shot debug lines would drown the table; restore the config afterwards.
-    saved = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
-    try:
+    with quiet_debug():
         return measure()
-    finally:
-        structlog.configure(**saved)
 
 
 def measure() -> dict[str, Any]:

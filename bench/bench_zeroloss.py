@@ -21,6 +21,8 @@ import threading
 import time
 from typing import Any
 
+from bench import quiet_debug
+
 URL = os.environ.get("EVCAM_BENCH_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672//")
 EVENTS = int(os.environ.get("EVCAM_BENCH_EVENTS", "100000"))
 # Seconds between shots, both modes; short, so that the end of a run is not a timer artefact.
@@ -104,16 +106,8 @@ def _drain(queue: str, acks: bool, db: str, max_tasks: int) -> dict[str, float]:
 
 
 def main() -> dict[str, Any]:
-    import logging
-
-    import structlog
-
-    saved = structlog.get_config()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
-    try:
+    with quiet_debug():
         return _main()
-    finally:
-        structlog.configure(**saved)
 
 
 # Two set-ups: the default bounds (10,000 tasks; no_ack then silently drops the tasks the LRU

@@ -30,6 +30,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from evcam.cameras.sql import (
     DEFAULT_PREFIX,
     DEFAULT_URL,
+    DURATION_UNITS,
     TRANSITIONS,
     Schema,
     create_history_engine,
@@ -37,7 +38,6 @@ from evcam.cameras.sql import (
 )
 
 _AGO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 TIME_COLUMNS = (*TRANSITIONS, "timestamp", "last_update")
 LIST_COLUMNS = ("uuid", "state", "name", "worker", "timestamp", "runtime")
 
@@ -50,7 +50,7 @@ def parse_when(option: str, value: str | None, now: float | None = None) -> floa
     text = value.strip()
     match = _AGO.match(text)
     if match:
-        return now - float(match.group(1)) * _UNIT[match.group(2).lower()]
+        return now - float(match.group(1)) * DURATION_UNITS[match.group(2).lower()]
     try:
         number = float(text)
     except ValueError:

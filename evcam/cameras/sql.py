@@ -303,7 +303,8 @@ DRIVER_HINTS = {
     "mariadb": " (pip install pymysql and use mariadb+pymysql://, or pip install mysqlclient)",
 }
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
-_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# Seconds per unit of a duration (also `evcam history --since 12h`).
+DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _NEVER = {"never", "none", "off", "false", "0"}
 
 
@@ -325,7 +326,7 @@ def duration(name: str, value: Any) -> float | None:
                 f"camera option {name}={value!r}: expected seconds or a duration such as "
                 "'90m', '12h', '3d', '2w' ('0' or 'never' disables it)"
             )
-        seconds = float(match.group(1)) * _UNIT[match.group(2)]
+        seconds = float(match.group(1)) * DURATION_UNITS[match.group(2)]
     if not math.isfinite(seconds) or seconds < 0:
         raise CameraOptionError(f"camera option {name}={value!r}: must be a positive duration")
     return seconds or None

@@ -171,6 +171,13 @@ LIFECYCLE = [
     STARTED,
     SUCCEEDED,
 ]
+# The sent/received/started/succeeded times of LIFECYCLE.
+LIFECYCLE_TIMES = (T0, T0 + 1, T0 + 2, T0 + 3)
+
+
+def transitions(stored: dict[str, Any]) -> tuple[Any, ...]:
+    """A stored row's sent/received/started/succeeded times (compare with LIFECYCLE_TIMES)."""
+    return (stored["sent"], stored["received"], stored["started"], stored["succeeded"])
 
 
 @settings(
@@ -198,12 +205,7 @@ def test_any_order_and_any_shot_boundaries_end_in_success(
         "(1, 2)",
         "3",
     )
-    assert (stored["sent"], stored["received"], stored["started"], stored["succeeded"]) == (
-        T0,
-        T0 + 1,
-        T0 + 2,
-        T0 + 3,
-    )
+    assert transitions(stored) == LIFECYCLE_TIMES
 
 
 def test_workers_are_upserted_and_a_stale_heartbeat_does_not_win(store: HistoryStore) -> None:

@@ -51,6 +51,11 @@ def _mysql_store(url: str) -> HistoryStore:
     )
 
 
+def _portable_store(path: Path) -> HistoryStore:
+    """A store on the SQLite file `path`, forced onto the portable path."""
+    return HistoryStore(create_history_engine(f"sqlite:///{path}", timeout=2.0), portable=True)
+
+
 def _drop(store: HistoryStore) -> None:
     store.schema.metadata.drop_all(store.engine)
     store.engine.dispose()
@@ -65,8 +70,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HistorySto
         yield history
         _drop(history)
     else:
-        url = f"sqlite:///{tmp_path / 'history.sqlite3'}"
-        history = HistoryStore(create_history_engine(url, timeout=2.0), "evcam_", portable=True)
+        history = _portable_store(tmp_path / "history.sqlite3")
         yield history
         history.engine.dispose()
 
@@ -115,12 +119,7 @@ def test_every_order_of_a_lifecycle_one_event_per_shot_ends_in_success(
             "tests.add",
             "3",
         ), order
-        assert (stored["sent"], stored["received"], stored["started"], stored["succeeded"]) == (
-            T0,
-            T0 + 1,
-            T0 + 2,
-            T0 + 3,
-        )
+        assert base.transitions(stored) == base.LIFECYCLE_TIMES
 
 
 def test_a_batch_larger_than_one_key_chunk_updates_every_row(store: HistoryStore) -> None:
@@ -246,9 +245,7 @@ def _replay(store: HistoryStore, batches: list[tuple[list[Any], list[Any]]]) -> 
 def sqlite_pair(tmp_path: Path) -> Iterator[tuple[HistoryStore, HistoryStore]]:
     """The native upsert and the portable path, each on its own SQLite file."""
     native = HistoryStore(create_history_engine(f"sqlite:///{tmp_path / 'n.sqlite3'}"))
-    portable = HistoryStore(
-        create_history_engine(f"sqlite:///{tmp_path / 'p.sqlite3'}"), portable=True
-    )
+    portable = _portable_store(tmp_path / "p.sqlite3")
     yield native, portable
     native.engine.dispose()
     portable.engine.dispose()
@@ -272,9 +269,7 @@ def test_sql_guard_and_python_merge_store_identical_rows(
 def mariadb_pair(mysql_url: str, tmp_path: Path) -> Iterator[tuple[HistoryStore, HistoryStore]]:
     """MariaDB's native upsert and the portable path on SQLite."""
     native = _mysql_store(mysql_url)
-    portable = HistoryStore(
-        create_history_engine(f"sqlite:///{tmp_path / 'p.sqlite3'}"), portable=True
-    )
+    portable = _portable_store(tmp_path / "p.sqlite3")
     yield native, portable
     _drop(native)
     portable.engine.dispose()

@@ -1,9 +1,9 @@
 """A mixed Celery workload that exercises every task-event path, shared by integration tests.
 
-`run_mixed_workload(app)` sends the tasks through a client app (see the `celery_app` fixture)
-and returns the ids of every task whose events a monitor must end up with. There is no result
-backend, so callers wait on their own event-fed state: `settled(state, ids)` says whether every
-task reached its final state, `EXPECTED_FINAL` says which state that is.
+`send_workload(app)` sends the tasks through a client app (see the `celery_app` fixture) and
+returns the ids of every task whose events a monitor must end up with, grouped by role. There is
+no result backend, so callers wait on their own event-fed state: `settled(state, ids)` says
+whether every task reached its final state, `expected_states(roles)` which state that is.
 
 The shapes covered: plain successes, failures, a retry that succeeds, a retry that gives up, an
 ETA task revoked before it runs, a chain, a group and a task that sends custom events.
@@ -19,7 +19,7 @@ from typing import Any
 ETA_SECONDS = 3.0
 READY = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 
-# Final state of each task, keyed by the role run_mixed_workload gives it (see `roles`).
+# Final state of each task, keyed by the role send_workload gives it (see `roles`).
 EXPECTED_FINAL = {
     "add": "SUCCESS",
     "fail": "FAILURE",
@@ -30,11 +30,6 @@ EXPECTED_FINAL = {
     "group": "SUCCESS",
     "progress": "SUCCESS",
 }
-
-
-def run_mixed_workload(app: Any, *, adds: int = 5) -> list[str]:
-    """Send the mixed workload through `app`; return the ids of all tasks it creates."""
-    return [task_id for ids in send_workload(app, adds=adds).values() for task_id in ids]
 
 
 def send_workload(app: Any, *, adds: int = 5) -> dict[str, list[str]]:

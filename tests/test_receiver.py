@@ -23,8 +23,13 @@ pytestmark = pytest.mark.broker
 
 
 @contextmanager
-def running(receiver: Receiver, timeout: float = 20.0) -> Iterator[Receiver]:
-    """Run `receiver` in a thread (it owns its connection there) until the block ends."""
+def running(
+    receiver: Receiver, timeout: float = 20.0, consuming: bool = True
+) -> Iterator[Receiver]:
+    """Run `receiver` in a thread (it owns its connection there) until the block ends.
+
+    With `consuming`, the block starts once the receiver consumes (within `timeout`).
+    """
     ready = threading.Event()
     receiver.on_ready = ready.set
     errors: list[BaseException] = []
@@ -38,7 +43,8 @@ def running(receiver: Receiver, timeout: float = 20.0) -> Iterator[Receiver]:
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
     try:
-        assert ready.wait(timeout), "receiver never started consuming"
+        if consuming:
+            assert ready.wait(timeout), "receiver never started consuming"
         yield receiver
     finally:
         receiver.should_stop = True
@@ -225,14 +231,8 @@ def test_unreachable_broker_is_retried_with_hooks_and_stop_still_works() -> None
     ticks = [0]
     receiver.on_connection_error = lambda exc, interval: errors.append(interval)
     receiver.on_iteration = lambda: ticks.__setitem__(0, ticks[0] + 1)
-    thread = threading.Thread(target=receiver.run, daemon=True)
-    thread.start()
-    try:
+    with running(receiver, consuming=False):
         assert wait_until(lambda: len(errors) >= 3 and ticks[0] >= 3, 15)
-    finally:
-        receiver.should_stop = True
-        thread.join(10)
-    assert not thread.is_alive()
     assert errors[2] > errors[0]  # exponential backoff (jitter stays within half a step)
     assert "secret" not in receiver.url
 

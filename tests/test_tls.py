@@ -25,6 +25,7 @@ from evcam.state import State
 from evcam.tls import TLSError, ssl_options
 from tests.conftest import ROOT, unique, wait_until
 from tests.test_daemon import env, evcam_argv, logged, publish_task_event
+from tests.test_receiver import running
 
 
 @pytest.fixture(scope="module")
@@ -159,20 +160,14 @@ def test_receiver_consumes_from_a_tls_broker_with_a_private_ca(tls_broker, certs
     receiver = Receiver(
         state, secure, exchange=exchange, wakeup=False, ssl=ssl_options(secure, ca=str(certs["ca"]))
     )
-    thread = threading.Thread(target=receiver.run, daemon=True)
-    thread.start()
-    try:
-        assert wait_until(lambda: receiver.stats.connected, 30)
+    with running(receiver, 30):
+        assert receiver.stats.connected
         task_id = str(uuid.uuid4())
         # Redis pub/sub delivers only to current subscribers: publish until it arrives.
         assert wait_until(
             lambda: task_id in state.tasks or publish_task_event(plain, exchange, task_id), 30, 0.5
         )
         assert state.tasks[task_id].name == "tests.celeryapp.add"
-    finally:
-        receiver.should_stop = True
-        thread.join(15)
-    assert not thread.is_alive()
 
 
 @pytest.mark.broker
@@ -185,16 +180,10 @@ def test_an_untrusted_broker_certificate_is_refused_and_retried(tls_broker) -> N
         State(), secure, exchange=unique("evx"), wakeup=False, ssl=ssl_options(secure)
     )
     receiver.on_connection_error = lambda exc, interval: errors.append(exc)
-    thread = threading.Thread(target=receiver.run, daemon=True)
-    thread.start()
-    try:
+    with running(receiver, consuming=False):
         assert wait_until(lambda: errors, 30)
         assert "CERTIFICATE_VERIFY_FAILED" in repr(errors[0]) or "certificate" in repr(errors[0])
         assert not receiver.stats.connected
-    finally:
-        receiver.should_stop = True
-        thread.join(15)
-    assert not thread.is_alive()
 
 
 @pytest.mark.broker

@@ -283,9 +283,7 @@ def test_kill_9_at_random_moments_loses_no_task(tmp_path: Path, rabbitmq_url: st
             evcam.kill(signal.SIGKILL)
             pids.append(evcam.start())
             assert len(pids) < 20, "publishing never finished"
-        assert wait_until(lambda: stored_states(evcam.db) == expected, 90, interval=0.5), (
-            f"{len(stored_states(evcam.db))} of {len(expected)} tasks stored"
-        )
+        evcam.wait_stored(expected)
         evcam.kill(signal.SIGTERM)
     finally:
         publisher.stop.set()
@@ -324,9 +322,7 @@ def test_a_camera_failing_for_10s_loses_nothing_and_memory_stays_bounded(
     try:
         evcam.start()
         publisher.start()
-        assert wait_until(lambda: stored_states(evcam.db) == expected, 90, interval=0.5), (
-            f"{len(stored_states(evcam.db))} of {len(expected)} tasks stored"
-        )
+        evcam.wait_stored(expected)
         evcam.kill(signal.SIGTERM)
     finally:
         publisher.stop.set()

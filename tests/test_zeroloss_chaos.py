@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import unique, wait_until
 from tests.test_receiver_chaos import rabbitmq_down
-from tests.zeroloss import Evcam, Publisher, declare, delete_queue, lifecycles, stored_states
+from tests.zeroloss import Evcam, Publisher, declare, delete_queue, lifecycles
 
 pytestmark = [pytest.mark.broker, pytest.mark.chaos, pytest.mark.slow]
 
@@ -35,9 +35,7 @@ def test_rabbitmq_restart_mid_stream_loses_no_task(tmp_path: Path, rabbitmq_url:
         with rabbitmq_down():
             time.sleep(2)
         assert wait_until(lambda: publisher.done, 90), f"{publisher.sent} of {len(messages)}"
-        assert wait_until(lambda: stored_states(evcam.db) == expected, 90, interval=0.5), (
-            f"{len(stored_states(evcam.db))} of {len(expected)} tasks stored"
-        )
+        evcam.wait_stored(expected)
         evcam.kill(signal.SIGTERM)
     finally:
         publisher.stop.set()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 import signal
 import sqlite3
@@ -19,7 +18,7 @@ from kombu import Connection, Exchange, Queue
 
 from evcam.cameras.sql import SQLCamera
 from tests.conftest import ROOT, unique, wait_until
-from tests.test_daemon import env, evcam_argv, lock_held, log_events, pid_of
+from tests.test_daemon import env, evcam_argv, lock_held, logged, pid_of, stop
 
 HOSTNAME = "celery@zeroloss"
 
@@ -193,14 +192,16 @@ class Evcam:
 
     def kill(self, sig: int = signal.SIGKILL, timeout: float = 30.0) -> None:
         """Signal the pid in the pidfile (only that one) and wait until its lock is free."""
-        pid = pid_of(self.pidfile)
-        if pid is not None and lock_held(self.pidfile):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-            assert wait_until(lambda: not lock_held(self.pidfile), timeout), "evcam did not stop"
+        stop(self.pidfile, sig, timeout)
+
+    def wait_stored(self, expected: dict[str, str], timeout: float = 90.0) -> None:
+        """Wait until the SQL store holds exactly `expected` (uuid -> final state)."""
+        assert wait_until(lambda: stored_states(self.db) == expected, timeout, interval=0.5), (
+            f"{len(stored_states(self.db))} of {len(expected)} tasks stored"
+        )
 
     def statuses(self) -> list[dict[str, Any]]:
-        return [line for line in log_events(self.logfile) if line.get("event") == "evcam.status"]
+        return logged(self.logfile, "evcam.status")
 
 
 class FlakySQLCamera(SQLCamera):

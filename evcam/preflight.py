@@ -173,17 +173,37 @@ def _option_defaults(cls: Callable[..., Any]) -> dict[str, Any]:
     }
 
 
-def resolve_camera_options(cls: Callable[..., Any], options: dict[str, Any]) -> dict[str, Any]:
+def _accepts_detach(check: Callable[..., Any]) -> bool:
+    """Whether a camera's `preflight` takes the `detach` keyword (older ones take options only)."""
+    try:
+        parameters = inspect.signature(check).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(
+        p.kind is p.VAR_KEYWORD
+        or (p.name == "detach" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+        for p in parameters
+    )
+
+
+def resolve_camera_options(
+    cls: Callable[..., Any], options: dict[str, Any], detach: bool = False
+) -> dict[str, Any]:
     """Validate and resolve the camera options before the daemon's chdir("/").
 
-    A camera class may offer `preflight(options) -> options` (the built-in cameras do: they
-    check their options and make their paths and URLs absolute). For the others, every relative
-    SQLite URL among the options and the constructor's defaults is made absolute.
+    A camera class may offer `preflight(options, *, detach=False) -> options` (the built-in
+    cameras do: they check their options and make their paths and URLs absolute). `detach`
+    tells it that standard output and error will be /dev/null; a `preflight(options)` without
+    that keyword is called as before. For cameras without one, every relative SQLite URL
+    among the options and the constructor's defaults is made absolute.
     """
     check = getattr(cls, "preflight", None)
     if callable(check):
         try:
-            options = dict(check(dict(options)))
+            if _accepts_detach(check):
+                options = dict(check(dict(options), detach=detach))
+            else:
+                options = dict(check(dict(options)))
         except Exception as exc:
             raise PreflightError("--camera-option", str(exc)) from exc
     base = os.getcwd()
@@ -306,12 +326,16 @@ def preflight(settings: Settings) -> Settings:
             "--camera-option", f"{sorted(reserved)[0]!r} is set by evcam itself", exitcodes.USAGE
         )
     check_rate("--maxrate", settings.maxrate)
-    check_tls(settings)
+    # Every path is made absolute first: the daemon runs in its --workdir (default "/").
     paths = settings.replace(
         logfile=_absolute(settings.logfile),
         pidfile=_absolute(settings.pidfile),
         workdir=_absolute(settings.workdir),
+        ssl_ca=_absolute(settings.ssl_ca),
+        ssl_cert=_absolute(settings.ssl_cert),
+        ssl_key=_absolute(settings.ssl_key),
     )
+    check_tls(paths)
     if paths.workdir and not os.path.isdir(paths.workdir):
         raise PreflightError("--workdir", f"{paths.workdir} is not a directory")
     if paths.logfile:
@@ -323,7 +347,7 @@ def preflight(settings: Settings) -> Settings:
         check_pidfile(paths.pidfile, paths.detach)
     cls = load_camera(settings.camera)
     check_delivery(cls, settings)
-    options = resolve_camera_options(cls, dict(settings.camera_options))
+    options = resolve_camera_options(cls, dict(settings.camera_options), settings.detach)
     resolved = paths.replace(camera=cls, camera_options=MappingProxyType(options))
     check_camera(cls, resolved)
     return resolved

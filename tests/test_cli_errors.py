@@ -64,6 +64,12 @@ BROKER = "amqp://guest:guest@127.0.0.1:9//"
             exitcodes.CONFIG,
             "--camera-option: unknown camera option 'bogus' for the SQL camera",
         ),
+        (
+            ["--camera", "evcam.cameras.jsonl.JSONLCamera"],
+            exitcodes.CONFIG,
+            "--camera-option: the JSON-lines camera writes to standard output, which --detach "
+            "discards; pass --camera-option path=FILE",
+        ),
         (["--maxrate", "ten per minute"], exitcodes.CONFIG, "--maxrate: bad rate"),
         (["--maxrate", "0/m"], exitcodes.CONFIG, "--maxrate:"),
         (["--frequency", "0"], exitcodes.USAGE, "--frequency"),

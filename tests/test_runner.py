@@ -68,6 +68,75 @@ def test_paths_are_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert resolved.camera is FileCamera
 
 
+def test_tls_files_are_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Relative --broker-ssl-* files are resolved before a daemon's chdir('/'), where they
+    could no longer be read."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("ca.pem", "cert.pem", "key.pem"):
+        (tmp_path / name).write_text("-----BEGIN-----\n")
+    resolved = preflight(
+        Settings(
+            camera=FileCamera,
+            camera_options={"path": "shots"},
+            broker="amqps://127.0.0.1:9//",
+            ssl_ca="ca.pem",
+            ssl_cert="cert.pem",
+            ssl_key="key.pem",
+            detach=True,
+        )
+    )
+    assert (resolved.ssl_ca, resolved.ssl_cert, resolved.ssl_key) == tuple(
+        str(tmp_path / name) for name in ("ca.pem", "cert.pem", "key.pem")
+    )
+    assert resolved.broker_ssl()["ca_certs"] == str(tmp_path / "ca.pem")
+
+
+class _DetachAwareCamera(FileCamera):
+    seen: list[bool] = []
+
+    @classmethod
+    def preflight(cls, options: dict[str, str], *, detach: bool = False) -> dict[str, str]:
+        cls.seen.append(detach)
+        return options
+
+
+class _OptionsOnlyCamera(FileCamera):
+    @classmethod
+    def preflight(cls, options: dict[str, str]) -> dict[str, str]:
+        return {**options, "path": "checked"}
+
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_a_camera_preflight_is_told_whether_the_daemon_detaches(
+    tmp_path: Path, detach: bool
+) -> None:
+    """`preflight(options, detach=...)` learns whether stdout will be /dev/null; a
+    `preflight(options)` without the keyword is still called as before."""
+    _DetachAwareCamera.seen = []
+    settings = Settings(camera_options={"path": str(tmp_path / "s")}, detach=detach)
+    preflight(settings.replace(camera=_DetachAwareCamera))
+    assert _DetachAwareCamera.seen == [detach]
+    resolved = preflight(settings.replace(camera=_OptionsOnlyCamera))
+    assert resolved.camera_options["path"] == "checked"
+
+
+def test_the_jsonl_camera_on_stdout_is_refused_when_detaching(tmp_path: Path) -> None:
+    """A detached daemon's stdout is /dev/null: the JSON-lines camera without path= would count
+    every shot as stored and keep nothing, so preflight refuses it (78) and names path=."""
+    from evcam.cameras.jsonl import JSONLCamera
+
+    settings = Settings(camera=JSONLCamera, pidfile=str(tmp_path / "e.pid"), detach=True)
+    for options in ({}, {"path": "-"}):
+        with pytest.raises(PreflightError) as info:
+            preflight(settings.replace(camera_options=options))
+        assert info.value.exit_code == exitcodes.CONFIG
+        assert info.value.option == "--camera-option"
+        assert "--camera-option path=FILE" in str(info.value)
+    preflight(settings.replace(detach=False))  # in the foreground, stdout is the user's
+    resolved = preflight(settings.replace(camera_options={"path": str(tmp_path / "e.jsonl")}))
+    assert resolved.camera_options["path"] == str(tmp_path / "e.jsonl")
+
+
 @pytest.mark.parametrize(("detach", "code"), [(True, exitcodes.OK), (False, exitcodes.TEMPFAIL)])
 def test_lock_held_is_success_when_detaching(tmp_path: Path, detach: bool, code: int) -> None:
     """A live holder: --detach means 'already done' (0), --foreground means 'try later' (75)."""

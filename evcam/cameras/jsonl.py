@@ -2,11 +2,11 @@
 
 Each line is ``{"type": "task", "shot": <epoch>, ...}`` (the fields the SQL camera stores,
 ``worker`` as a hostname) or ``{"type": "worker", "shot": <epoch>, ...}``, in that order, tasks
-first. Output goes to stdout (the default, for ``--foreground`` pipelines) or, with
-``--camera-option path=FILE``, is appended to FILE, which is opened for each shot so that a
-rotated or deleted file is simply created again. A shot that cannot write raises (the runtime
-logs it) and its changes are written again by the next shot, so a line may repeat but none is
-lost.
+first. Output goes to stdout (the default, for ``--foreground`` pipelines; refused with
+``--detach``, whose stdout is /dev/null) or, with ``--camera-option path=FILE``, is appended
+to FILE, which is opened for each shot so that a rotated or deleted file is simply created
+again. A shot that cannot write raises (the runtime logs it) and its changes are written again
+by the next shot, so a line may repeat but none is lost.
 """
 
 from __future__ import annotations
@@ -69,12 +69,22 @@ class JSONLCamera(ChangesCamera):
         self._lock = threading.Lock()
 
     @classmethod
-    def preflight(cls, options: Mapping[str, str]) -> dict[str, str]:
-        """Validate options before daemonizing; return them with ``path`` made absolute."""
+    def preflight(cls, options: Mapping[str, str], *, detach: bool = False) -> dict[str, str]:
+        """Validate options before daemonizing; return them with ``path`` made absolute.
+
+        A detached daemon's standard output is /dev/null: writing there would count every shot
+        as stored while keeping nothing (and acknowledge the events in zero-loss mode), so
+        ``--detach`` needs a ``path``.
+        """
         _check(options)
         resolved = dict(options)
         if "path" in options:
             resolved["path"] = resolve_path(options["path"])
+        if detach and resolved.get("path", STDOUT) == STDOUT:
+            raise CameraOptionError(
+                "the JSON-lines camera writes to standard output, which --detach discards; "
+                "pass --camera-option path=FILE"
+            )
         return resolved
 
     def store_changes(

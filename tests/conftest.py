@@ -114,7 +114,12 @@ class Worker:
             "EVCAM_TEST_QUEUE": queue,
             "PYTHONPATH": str(ROOT),
         }
+        # heartbeat="N": periodic heartbeats every N s, and worker-online/-offline (Celery
+        # sends those two only when heartbeats are on).
+        heartbeat = opts.pop("heartbeat", None)
         args = {"pool": "prefork", "concurrency": "2", **opts}
+        if heartbeat is not None:
+            args["heartbeat-interval"] = heartbeat
         self.argv = [
             sys.executable,
             "-m",
@@ -127,7 +132,7 @@ class Worker:
             self.hostname,
             "--without-gossip",
             "--without-mingle",
-            "--without-heartbeat",
+            *(["--without-heartbeat"] if heartbeat is None else []),
             "--loglevel",
             "INFO",
             "-f",

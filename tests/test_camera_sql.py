@@ -229,6 +229,33 @@ def test_workers_are_upserted_and_a_stale_heartbeat_does_not_win(store: HistoryS
     assert (stored["sw_ident"], stored["freq"]) == ("py-celery", 2.0)
 
 
+def test_a_worker_that_went_offline_is_stored_as_not_alive(store: HistoryStore) -> None:
+    """worker-offline leaves no heartbeat (last_heartbeat NULL): that row still wins, so the
+    stored worker stops being alive, and it keeps its last heartbeat; a later online wins."""
+    now = time.time()
+    state = State()
+    state.event(ev("worker-online", ts=now - 2, hostname="w1@host", freq=2.0))
+    state.event(ev("worker-heartbeat", ts=now - 1, hostname="w1@host", active=1))
+    store.write([], list(state.workers.values()), now)
+    stored = _worker_row(store)
+    assert (stored["alive"], stored["last_heartbeat"]) == (True, now - 1)
+    state.event(ev("worker-offline", ts=now, hostname="w1@host"))
+    offline = list(state.workers.values())
+    assert offline[0].heartbeats == []  # what the shot of a stopped worker holds
+    store.write([], offline, now + 1)
+    stored = _worker_row(store)
+    assert (stored["alive"], stored["last_heartbeat"]) == (False, now - 1)
+    state.event(ev("worker-online", ts=now + 2, hostname="w1@host", freq=2.0))
+    store.write([], list(state.workers.values()), now + 3)
+    stored = _worker_row(store)
+    assert (stored["alive"], stored["last_heartbeat"]) == (True, now + 2)
+
+
+def _worker_row(store: HistoryStore) -> dict[str, Any]:
+    with store.engine.connect() as conn:
+        return dict(conn.execute(select(store.schema.workers)).mappings().one())
+
+
 def test_hostile_values_are_stored_safely(store: HistoryStore) -> None:
     """NUL bytes, non-string args, huge retries and NaN runtimes never make a shot fail."""
     bad = ev(

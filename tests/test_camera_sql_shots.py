@@ -11,8 +11,11 @@ import pytest
 from sqlalchemy import func, select
 
 from evcam.cameras.sql import CameraOptionError, SQLCamera
+from evcam.receiver import Receiver
 from evcam.state import State
 from evcam.testing import ManualTimer, feed, task, worker
+from tests.conftest import wait_until
+from tests.test_receiver import running
 
 
 def make_camera(url: str, **options: Any) -> SQLCamera:
@@ -194,3 +197,29 @@ def unused_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.mark.broker
+def test_a_worker_stopped_normally_is_stored_as_not_alive(
+    url: str, rabbitmq_url: str, celery_worker: Any
+) -> None:
+    """A real Celery worker's warm shutdown sends worker-offline: the next shot stores its row
+    as not alive (it had been stored alive), keeping its last heartbeat."""
+    camera = make_camera(url)
+    celery = celery_worker(rabbitmq_url, heartbeat="2")
+    receiver = Receiver(camera.state, rabbitmq_url, exchange=celery.exchange, wakeup=True)
+    workers = camera.store.schema.workers
+
+    def stored_worker() -> Any:
+        camera.capture()
+        with camera.store.engine.connect() as conn:
+            query = select(workers).where(workers.c.hostname == celery.hostname)
+            return conn.execute(query).mappings().first()
+
+    with running(receiver):
+        assert wait_until(lambda: (row := stored_worker()) is not None and row["alive"], 20)
+        celery.stop()
+        assert wait_until(lambda: not stored_worker()["alive"], 20)
+    row = stored_worker()
+    assert row["alive"] is False and row["last_heartbeat"] is not None
+    camera.cancel()

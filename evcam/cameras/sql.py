@@ -17,6 +17,8 @@ backwards:
   a late RETRY never replaces SUCCESS, FAILURE or REVOKED.
 * A field the incoming row lacks (NULL) never blanks a stored one. When the incoming state
   loses, its fields only fill the stored row's gaps.
+* A worker row follows its newest heartbeat. A worker that sent ``worker-offline`` has none
+  left: that row wins too (``alive`` false, the stored last heartbeat kept).
 
 Retention (``on_cleanup``) deletes tasks by state group once their last event is older than
 ``expire_success`` (SUCCESS, default 1 day), ``expire_error`` (FAILURE and REVOKED, 3 days) or
@@ -66,6 +68,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    false,
     func,
     insert,
     literal_column,
@@ -419,9 +422,20 @@ def task_wins(old_state: str, old_precedence: int, new_state: str, new_precedenc
     )
 
 
-def worker_wins(old_heartbeat: float | None, new_heartbeat: float | None) -> bool:
-    """Whether an incoming worker row is at least as recent as the stored one."""
-    return old_heartbeat is None or (new_heartbeat is not None and new_heartbeat >= old_heartbeat)
+def worker_wins(
+    old_heartbeat: float | None, new_heartbeat: float | None, new_alive: bool | None = None
+) -> bool:
+    """Whether an incoming worker row is at least as recent as the stored one.
+
+    A worker that sent ``worker-offline`` has no heartbeats left: its row (``last_heartbeat``
+    NULL, ``alive`` false) wins too, and keeps the stored last heartbeat (a NULL never blanks
+    a value), so a stopped worker is stored as not alive.
+    """
+    return (
+        old_heartbeat is None
+        or (new_heartbeat is not None and new_heartbeat >= old_heartbeat)
+        or (new_heartbeat is None and new_alive is False)
+    )
 
 
 def merge_row(
@@ -451,7 +465,7 @@ def merge_task(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]
 
 def merge_worker(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     """A stored worker row updated by an incoming one (the portable path's guard)."""
-    wins = worker_wins(old["last_heartbeat"], new["last_heartbeat"])
+    wins = worker_wins(old["last_heartbeat"], new["last_heartbeat"], new["alive"])
     return merge_row(old, new, wins, WORKER_REPLACED)
 
 
@@ -609,7 +623,11 @@ class HistoryStore:
 
         def guard(new: Any) -> tuple[Any, tuple[str, ...], tuple[str, ...]]:
             # worker_wins() in SQL (a NULL comparison is not true, as in Python).
-            wins = or_(old.last_heartbeat.is_(None), new.last_heartbeat >= old.last_heartbeat)
+            wins = or_(
+                old.last_heartbeat.is_(None),
+                new.last_heartbeat >= old.last_heartbeat,
+                and_(new.last_heartbeat.is_(None), new.alive == false()),
+            )
             return wins, WORKER_REPLACED, ("last_heartbeat",)
 
         return self._upsert(insert_, self.schema.workers, guard)

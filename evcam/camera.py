@@ -12,7 +12,13 @@ API-compatible with `celery.events.snapshot.Polaroid`, with three deliberate fix
   that raises, or a shot `maxrate` skipped, clears nothing: the next shot shows it again.
   Errors are logged with their traceback and counted.
 - **The final snapshot is always taken.** `cancel()` captures once more, directly (serialised
-  with a capture that may be running on the timer thread), then no capture runs after it.
+  with a capture that may be running on the timer thread), then no capture runs after it
+  until the camera is installed again. It stops only a timer the camera made itself.
+
+`maxrate` is asked before the snapshot is taken, so a refused shot costs nothing. Given a state
+without `snapshot()` (Celery's `State`), a camera behaves like Celery's Polaroid: each shot runs
+`on_shutter` on the live state inside `state.freeze_while` (which also clears it with
+`clear_after`, as in Celery), and a warning says once that snapshots need an `evcam.State`.
 
 Counters for the status line and tests (read them from any thread): `shots` (stored shots),
 `errors` (shots whose camera or snapshot raised), `skipped` (shots refused by `maxrate`),
@@ -64,10 +70,12 @@ class Polaroid:
         timer: Any = None,
         app: Any = None,
     ) -> None:
-        if not callable(getattr(state, "snapshot", None)):
+        # A state without snapshot() (Celery's) is shot as Celery does: under freeze_while.
+        self._frozen = not callable(getattr(state, "snapshot", None))
+        if self._frozen and not callable(getattr(state, "freeze_while", None)):
             raise TypeError(
-                f"{type(self).__name__} needs a state with snapshot() (evcam.State), "
-                f"got {type(state).__name__}"
+                f"{type(self).__name__} needs a state with snapshot() (evcam.State) or "
+                f"freeze_while() (Celery's State), got {type(state).__name__}"
             )
         for name, value in (("freq", freq), ("cleanup_freq", cleanup_freq)):
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
@@ -79,8 +87,10 @@ class Polaroid:
         # `is None`, not truthiness: kombu's Timer is falsy while its queue is empty.
         if timer is None:
             timer = self.timer
-        self._own_timer = timer is None
-        self.timer = Timer() if timer is None else timer
+        # The timer this camera made, the only one cancel() stops: a timer given to it, set
+        # on the class or assigned later may be shared and is left running.
+        self._made_timer: Timer | None = Timer() if timer is None else None
+        self.timer = self._made_timer if timer is None else timer
         self.logger = logger
         self.maxrate = maxrate_bucket(maxrate)  # touched only under _capture_lock
         # Re-entrant: cancel() holds it across its final capture() call.
@@ -96,6 +106,14 @@ class Polaroid:
         self.last_shot_at: float | None = None
         self.last_duration: float | None = None
         self.last_error: str | None = None
+        if self._frozen:
+            logger.warning(
+                "camera.no_snapshot",
+                camera=type(self).__name__,
+                state=type(state).__name__,
+                detail="snapshots need an evcam.State; each shot holds this state's lock "
+                "while on_shutter runs (Celery's freeze_while)",
+            )
 
     # -- hooks a camera overrides ----------------------------------------------------------
 
@@ -108,9 +126,17 @@ class Polaroid:
     # -- the runtime -------------------------------------------------------------------------
 
     def install(self) -> None:
-        """Schedule `capture` every `freq` seconds and `cleanup` every `cleanup_freq` seconds."""
-        if self._cancelled:
-            raise RuntimeError(f"{type(self).__name__} was cancelled; make a new camera")
+        """Schedule `capture` every `freq` seconds and `cleanup` every `cleanup_freq` seconds.
+
+        After `cancel()` this installs the camera again (as Celery's can be), on a new timer
+        if the old one was the camera's own.
+        """
+        with self._capture_lock:
+            if self._cancelled:
+                self._cancelled = False
+                self._tref = self._ctref = None
+                if self._made_timer is not None and self.timer is self._made_timer:
+                    self.timer = self._made_timer = Timer()  # cancel() stopped the old one
         if self._tref is not None:
             return
         self._tref = self.timer.call_repeatedly(self.freq, self.capture)
@@ -150,14 +176,25 @@ class Polaroid:
     def shutter(self, snapshot: Any = None) -> bool:
         """Show a snapshot to the camera unless `maxrate` refuses; return whether it was shown.
 
-        Exceptions from `on_shutter` propagate (`capture()` logs and counts them).
+        `maxrate` is asked first, so a refused shot copies nothing. Exceptions from
+        `on_shutter` propagate (`capture()` logs and counts them).
         """
+        if not self._rate_allows():
+            return False
         if snapshot is None:
-            snapshot = self.state.snapshot()
+            snapshot = self.state if self._frozen else self.state.snapshot()
+        self._show(snapshot)
+        return True
+
+    def _rate_allows(self) -> bool:
+        """Ask `maxrate` for one shot; a refusal is counted."""
         if self.maxrate is not None and not self.maxrate.can_consume():
             self.skipped += 1
             logger.debug("camera.shot_skipped", camera=type(self).__name__, reason="maxrate")
             return False
+        return True
+
+    def _show(self, snapshot: Any) -> None:
         logger.debug(
             "camera.shutter",
             camera=type(self).__name__,
@@ -166,26 +203,31 @@ class Polaroid:
         )
         self.shutter_signal.send(sender=self.state, snapshot=snapshot)
         self.on_shutter(snapshot)
-        return True
 
     def capture(self) -> bool:
-        """Take one shot: snapshot, shutter, then store (signal and clear); return if stored."""
+        """Take one shot: ask maxrate, snapshot, shutter, then store (signal and clear);
+        return whether it was stored."""
         with self._capture_lock:
             if self._cancelled:  # the final capture already ran
+                return False
+            if not self._rate_allows():  # before the copy: a refused shot costs nothing
                 return False
             started = time.monotonic()
             snapshot = None
             try:
-                snapshot = self.state.snapshot()  # defers the cyclic GC while it copies
-                if not self.shutter(snapshot):
-                    return False
+                if self._frozen:  # Celery's State: show it under its lock, as Celery does
+                    snapshot = self.state
+                    self.state.freeze_while(self._show, snapshot, clear_after=self.clear_after)
+                else:
+                    snapshot = self.state.snapshot()  # defers the cyclic GC while it copies
+                    self._show(snapshot)
             except Exception as exc:
                 self._count_error(exc, "camera.shutter_failed", snapshot)
                 return False
             finally:
                 self.last_duration = time.monotonic() - started
             self.stored_signal.send(sender=self.state, snapshot=snapshot, camera=self)
-            if self.clear_after:
+            if self.clear_after and not self._frozen:
                 try:
                     self.state.clear_shown(snapshot)
                 except Exception as exc:
@@ -206,7 +248,8 @@ class Polaroid:
         )
 
     def cancel(self) -> None:
-        """Take the final snapshot, then stop both timers; calling it again does nothing."""
+        """Take the final snapshot, cancel both entries and stop the timer this camera made
+        (never a timer it was given); calling it again does nothing until `install()`."""
         with self._capture_lock:
             if self._cancelled:
                 return
@@ -218,8 +261,8 @@ class Polaroid:
             finally:
                 self._cancelled = True
         # Outside the lock: the timer thread may be waiting for it before it can be joined.
-        if self._own_timer:
-            self.timer.stop()
+        if self._made_timer is not None:
+            self._made_timer.stop()
 
     @property
     def stats(self) -> dict[str, Any]:

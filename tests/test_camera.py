@@ -288,10 +288,108 @@ def test_bad_options_are_clear_errors(opts: dict, error: type, match: str) -> No
         Polaroid(make_state(), timer=ManualTimer(), **opts)
 
 
-def test_a_state_without_snapshot_is_refused() -> None:
-    """evcam's Polaroid needs evcam's State (snapshot()); anything else fails at construction."""
-    with pytest.raises(TypeError, match=r"snapshot\(\)"):
+def test_a_state_without_snapshot_or_freeze_while_is_refused() -> None:
+    """A state needs snapshot() (evcam's) or freeze_while() (Celery's); else construction fails."""
+    with pytest.raises(TypeError, match=r"snapshot\(\).*freeze_while\(\)"):
         Polaroid(object())
+
+
+def test_maxrate_is_asked_before_the_snapshot_is_taken() -> None:
+    """A shot maxrate refuses copies nothing: five refused captures take no snapshot."""
+    cam = camera(events=[task("task-received", "t1")], maxrate="1/h")
+    taken: list[Any] = []
+    real = cam.state.snapshot
+    cam.state.snapshot = lambda: taken.append(1) or real()
+    assert cam.capture() is True
+    assert [cam.capture() for _ in range(5)] == [False] * 5
+    assert cam.shutter() is False
+    assert (len(taken), cam.skipped) == (1, 6)
+
+
+class _BareTimer:
+    """A timer with Celery's scheduling API and no stop()."""
+
+    def __init__(self) -> None:
+        self.entries: list[Any] = []
+
+    def call_repeatedly(self, secs: float, fun: Any, *args: Any, **kwargs: Any) -> Any:
+        entry = ManualTimer().call_repeatedly(secs, fun)
+        self.entries.append(entry)
+        return entry
+
+
+def test_cancel_stops_only_a_timer_the_camera_made() -> None:
+    """A timer assigned after construction (shared, or without stop()) is left alone by
+    cancel() and __exit__: only the camera's own timer is stopped."""
+    shared = Timer()
+    try:
+        cam = camera(timer=None)
+        cam.timer = shared
+        with cam:
+            assert len(shared.queue) == 2
+        assert all(entry.cancelled for entry in (cam._tref, cam._ctref))
+        ran = threading.Event()
+        shared.call_after(0, ran.set)  # the shared timer still runs jobs
+        assert ran.wait(10)
+    finally:
+        shared.stop(timeout=10)
+    bare = camera(timer=None)
+    bare.timer = _BareTimer()
+    with bare:
+        pass
+    assert all(entry.cancelled for entry in bare.timer.entries)
+
+
+def test_a_cancelled_camera_can_be_installed_again() -> None:
+    """As with Celery's camera, `with cam:` works twice: each block installs anew and ends with
+    its final shot; between them nothing is captured."""
+    cam = camera(events=[task("task-received", "t1")], timer=None)
+    with cam:
+        assert cam.timer.running and len(cam.timer.queue) == 2
+    assert len(cam.snapshots) == 1 and not cam.timer.running
+    assert cam.capture() is False  # cancelled: the final shot was the last one
+    with cam:
+        assert cam.timer.running and len(cam.timer.queue) == 2
+        assert cam.capture() is True
+    assert len(cam.snapshots) == 3 and not cam.timer.running
+    given = ManualTimer()
+    cam = camera(timer=given)
+    cam.install()
+    cam.cancel()
+    cam.install()
+    assert cam.timer is given and len(given.active) == 2
+
+
+def test_a_celery_state_is_shot_under_freeze_while_and_logged_once() -> None:
+    """evcam.Polaroid(celery State) works as Celery's Polaroid does: on_shutter sees the live
+    state under its lock, clear_after clears it; one warning says snapshots need evcam.State."""
+    celery_state = pytest.importorskip("celery.events.state")
+    state = feed(celery_state.State(), [task("task-received", "t1"), task("task-succeeded", "t1")])
+    locked: list[bool] = []
+
+    class Recording(Clearing):
+        def on_shutter(self, shown: Any) -> None:
+            locked.append(shown._mutex.locked())
+            super().on_shutter(shown)
+
+    stored: list[Any] = []
+
+    def on_stored(sender: Any, snapshot: Any = None, **_: Any) -> None:
+        stored.append(snapshot)
+
+    with capture_logs() as logs:
+        cam = Recording(state, timer=ManualTimer())
+        cam.stored_signal.connect(on_stored, sender=state)
+        try:
+            assert cam.capture() is True
+            assert cam.snapshots == [state] and locked == [True] and stored == [state]
+            assert len(state.tasks) == 0  # freeze_while(clear_after=True) cleared it
+            feed(state, [task("task-received", "t2")])
+            assert cam.capture() is True and cam.shots == 2
+        finally:
+            cam.stored_signal.disconnect(on_stored, sender=state)
+    warnings = [entry for entry in logs if entry["event"] == "camera.no_snapshot"]
+    assert len(warnings) == 1 and warnings[0]["state"] == "State"
 
 
 def test_cancel_waits_for_a_capture_running_on_the_timer_thread() -> None:

@@ -130,11 +130,11 @@ class Receiver:
         queue_max_length: int | None = None,
         queue_type: str | None = None,
         wakeup: bool = True,
-        heartbeat: float = 60.0,
+        heartbeat: float | None = None,
         acks: bool = False,
         prefetch_count: int = 65_535,
         backlog_limit: int | None = None,
-        connect_timeout: float = 1.0,
+        connect_timeout: float | None = None,
         backoff_start: float = 1.0,
         backoff_max: float = 30.0,
         watchdog: float | None = 0.0,
@@ -143,15 +143,31 @@ class Receiver:
         transport_options: dict[str, Any] | None = None,
         ssl: Any = None,
     ) -> None:
+        # Connection settings: for a URL, evcam's defaults (heartbeat 60 s, connect timeout
+        # 1 s); for a Connection, its own, with those given here applied on top (a copy: the
+        # caller's Connection is left as it was).
+        given = {
+            name: value
+            for name, value in (
+                ("heartbeat", heartbeat),
+                ("connect_timeout", connect_timeout),
+                ("transport_options", transport_options),
+                ("ssl", ssl),
+            )
+            if value is not None
+        }
         if isinstance(url_or_connection, Connection):
-            self._template = url_or_connection
+            self._template = url_or_connection.clone(**given) if given else url_or_connection
         else:
             self._template = Connection(
                 url_or_connection,
-                heartbeat=heartbeat,
-                connect_timeout=connect_timeout,
-                transport_options=transport_options or {},
-                ssl=ssl,
+                **{"heartbeat": 60.0, "connect_timeout": 1.0, "transport_options": {}, **given},
+            )
+        driver = self._template.transport.driver_type
+        if acks and driver != "amqp":
+            raise ValueError(
+                f"acks=True needs an AMQP broker (RabbitMQ), not {driver}: other transports "
+                "deliver events by pub/sub, with nothing to acknowledge; use acks=False"
             )
         self.state = state
         self.exchange_name = exchange
@@ -200,8 +216,13 @@ class Receiver:
         self._arrivals: deque[tuple[int, float]] = deque()  # (newest tag, seen by) per tick
         self._stored_seq = 0
         self._pause_seq: float = float("inf")  # state.seq at which ingestion pauses
-        self._soon_seq: float = float("inf")  # state.seq at which a shot is requested
-        self._soon_tag: float = float("inf")  # or the delivery tag (half the prefetch window)
+        # Early shots: requested once state.seq reaches `_soon_seq` (written only by the thread
+        # that stores shots, in `request_ack`) or the delivery tag reaches `_soon_tag` (main
+        # thread only). The main thread marks a threshold used by keeping it in `_soon_done`
+        # instead of overwriting `_soon_seq`, so a threshold set meanwhile is never lost.
+        self._soon_seq: float = float("inf")
+        self._soon_done: float | None = None
+        self._soon_tag: float = float("inf")
         self._room = threading.Event()
         if acks:
             self._set_stored_seq(0)
@@ -236,9 +257,6 @@ class Receiver:
         # Fewer unstored events than either LRU bound: nothing unstored can be the oldest entry.
         self._pause_seq = seq + min(self._max_tasks, self._max_workers)
         self._room.set()
-
-    def stop(self) -> None:
-        self.should_stop = True
 
     def run(self) -> None:
         """Consume until `should_stop` is set; reconnect forever on any failure."""
@@ -684,13 +702,16 @@ class Receiver:
             stats.events += accepted
             stats.last_event_at = now
         state.watermark = (self._generation, tag)
-        if acks and (
-            state.seq >= self._soon_seq or (tag.__class__ is int and tag >= self._soon_tag)
-        ):
-            # Once per stored shot / ack: a shot stored before the prefetch window is used up
-            # keeps deliveries flowing while the camera writes.
-            self._soon_seq = self._soon_tag = float("inf")
-            self._hook(self.on_backlog)
+        if acks:
+            soon = self._soon_seq  # read once: the storing thread may set a new one any time
+            if (state.seq >= soon and soon != self._soon_done) or (
+                tag.__class__ is int and tag >= self._soon_tag
+            ):
+                # Once per stored shot / ack: a shot stored before the prefetch window is used
+                # up keeps deliveries flowing while the camera writes.
+                self._soon_done = soon
+                self._soon_tag = float("inf")
+                self._hook(self.on_backlog)
 
     def _must_pause(self) -> bool:
         """Could the next event evict a task or worker that no stored shot holds?

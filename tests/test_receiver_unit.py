@@ -1,4 +1,5 @@
-"""Unit tests of the receiver's pure parts: clock/time normalisation and body decoding."""
+"""Unit tests of the receiver's pure parts: clock/time normalisation, body decoding, and what
+the constructor accepts (no broker is contacted)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import random
 
 import orjson
 import pytest
+from kombu import Connection
 
 from evcam.clock import BadEvent, EventClock
 from evcam.decode import Rejected, check_content, decode_body
+from evcam.receiver import Receiver
+from evcam.state import State
 
 
 def _celery_receiver():
@@ -135,3 +139,42 @@ def test_single_event_and_list_shapes() -> None:
     """A dict body is one event; a list body is its elements, bad ones included for triage."""
     assert decode_body(orjson.dumps({"type": "x"})) == [{"type": "x"}]
     assert decode_body(b'[{"type": "a"}, 3]') == [{"type": "a"}, 3]
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/0", "memory://"])
+def test_acks_on_a_pub_sub_transport_are_refused_by_the_constructor(url: str) -> None:
+    """acks=True needs AMQP: elsewhere kombu's delivery tags are strings and there is nothing to
+    acknowledge, so the constructor says so instead of every stored shot failing later."""
+    with pytest.raises(ValueError, match="acks=True needs an AMQP broker"):
+        Receiver(State(), url, acks=True)
+    with pytest.raises(ValueError, match=r"not (redis|memory)"):
+        Receiver(State(), Connection(url), acks=True)
+    assert Receiver(State(), url).acks is False
+    assert Receiver(State(), "amqp://guest:guest@127.0.0.1:1//", acks=True).acks is True
+
+
+def test_connection_settings_are_applied_to_a_given_connection() -> None:
+    """heartbeat, connect_timeout, transport_options and ssl apply to a Connection as to a URL;
+    what is not given keeps the Connection's own value, and the caller's object is unchanged."""
+    url = "amqp://guest:guest@127.0.0.1:1//"
+    options = {
+        "heartbeat": 7.0,
+        "connect_timeout": 3.0,
+        "transport_options": {"max_retries": 2},
+        "ssl": {"cert_reqs": 0},
+    }
+    mine = Connection(url, heartbeat=10)
+    template = Receiver(State(), mine, **options)._template
+    assert (template.heartbeat, template.connect_timeout) == (7.0, 3.0)
+    assert (template.transport_options, template.ssl) == ({"max_retries": 2}, {"cert_reqs": 0})
+    assert mine.heartbeat == 10.0 and mine.ssl is False
+    kept = Receiver(State(), mine)._template
+    assert (kept.heartbeat, kept.connect_timeout) == (10.0, mine.connect_timeout)
+    from_url = Receiver(State(), url)._template
+    assert (from_url.heartbeat, from_url.connect_timeout) == (60.0, 1.0)
+    same = Receiver(State(), url, **options)._template
+    assert (same.heartbeat, same.transport_options, same.ssl) == (
+        7.0,
+        {"max_retries": 2},
+        {"cert_reqs": 0},
+    )

@@ -102,6 +102,48 @@ def test_backpressure_pauses_before_an_unstored_task_could_be_evicted() -> None:
     assert state.seq == 300 and receiver.stats.pauses >= 2
 
 
+class _RacingSeq(int):
+    """A `state.seq` whose comparison that reaches `target` first runs `meanwhile` (once): the
+    exact moment another thread could act between the main thread's check and its update."""
+
+    target: int = -1
+    meanwhile: Any = None
+
+    def __ge__(self, other: object) -> bool:
+        hook = type(self).meanwhile
+        if other == type(self).target and int(self) >= other and hook is not None:
+            type(self).meanwhile = None
+            hook()
+        return int(self) >= other  # type: ignore[operator]
+
+
+class _RacingState(State):
+    """A State whose `seq` reads as a _RacingSeq."""
+
+    @property  # type: ignore[override]
+    def seq(self) -> int:
+        return _RacingSeq(self._plain_seq)
+
+    @seq.setter
+    def seq(self, value: int) -> None:
+        self._plain_seq = int(value)
+
+
+def test_an_early_shot_threshold_set_while_one_fires_is_kept() -> None:
+    """A shot stored (request_ack, on the timer thread) just as the main thread requests an early
+    shot sets the next threshold; that threshold is kept, so the next backlog asks again."""
+    state = _RacingState()
+    receiver = _receiver(state, backlog_limit=3)
+    asked: list[int] = []
+    receiver.on_backlog = lambda: asked.append(int(state.seq))
+    _RacingSeq.target = 3  # the first threshold: stored 0 + backlog 3
+    _RacingSeq.meanwhile = lambda: receiver.request_ack(None, stored_seq=2)  # next: 2 + 3
+    event = {"type": "task-received", "hostname": "w@h", "timestamp": 1.0e9, "name": "t.add"}
+    events = [("e", orjson.dumps({**event, "uuid": f"t{i}", "clock": i + 1})) for i in range(6)]
+    _feed(receiver, events)
+    assert asked == [3, 5]
+
+
 def test_a_stop_request_during_a_pause_leaves_without_applying_more() -> None:
     """Stopping while paused must not feed the waiting events (they could evict unstored ones)."""
     state = State(max_tasks_in_memory=20, max_workers_in_memory=20)

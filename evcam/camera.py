@@ -33,15 +33,14 @@ import threading
 import time
 from typing import Any
 
-import structlog
-
+from evcam.log import get_logger
 from evcam.rate import maxrate_bucket
 from evcam.signal import Signal
 from evcam.timer import Entry, Timer
 
 __all__ = ["Polaroid"]
 
-logger = structlog.get_logger(__name__)
+logger = get_logger(__name__)
 
 
 class Polaroid:

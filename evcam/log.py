@@ -3,6 +3,12 @@
 Configured once, after daemonizing (handlers opened before the fork would be closed by it).
 JSON lines go to a logfile or a pipe; a TTY gets readable console output. Known secrets are
 redacted from every record, structlog's and foreign ones alike.
+
+Every evcam module logs through `get_logger(__name__)`. Until structlog is configured (the
+daemon does it in `configure()`; a program embedding evcam may do it too), those records go
+through the standard library's `logging` under their `evcam.*` logger names and levels, so a
+program using `evcam.State` or `evcam.Polaroid` as a library gets them in its own handlers and
+nothing on standard output.
 """
 
 from __future__ import annotations
@@ -19,6 +25,56 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _HANDLER_NAME = "evcam"
+
+
+def _to_stdlib(logger: WrappedLogger, name: str, event_dict: EventDict) -> Any:
+    """Last processor of a library record: `event key=value ...` as the stdlib message; the
+    fields also ride along as `record.evcam` for handlers that want them structured."""
+    event = str(event_dict.pop("event", ""))
+    exc_info = event_dict.pop("exc_info", None)
+    fields = " ".join(f"{key}={value!r}" for key, value in event_dict.items())
+    message = f"{event} {fields}" if fields else event
+    return (message,), {"exc_info": exc_info, "extra": {"evcam": {"event": event, **event_dict}}}
+
+
+_LIBRARY_PROCESSORS: list[Processor] = [
+    structlog.stdlib.filter_by_level,
+    structlog.contextvars.merge_contextvars,
+    _to_stdlib,
+]
+
+
+class LibraryLogger:
+    """evcam's logger for one module (see the module docstring): structlog's configuration
+    once there is one, the standard library's `logging.getLogger(name)` until then."""
+
+    __slots__ = ("_stdlib", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._stdlib: Any = None
+
+    def _target(self) -> Any:
+        if structlog.is_configured():
+            return structlog.get_logger(self.name)
+        if self._stdlib is None:
+            self._stdlib = structlog.wrap_logger(
+                logging.getLogger(self.name),
+                processors=_LIBRARY_PROCESSORS,
+                wrapper_class=structlog.stdlib.BoundLogger,
+            )
+        return self._stdlib
+
+    def __getattr__(self, method: str) -> Any:
+        return getattr(self._target(), method)
+
+    def __repr__(self) -> str:
+        return f"<LibraryLogger {self.name!r}>"
+
+
+def get_logger(name: str) -> LibraryLogger:
+    """The logger an evcam module uses: `logger = get_logger(__name__)`."""
+    return LibraryLogger(name)
 
 
 def parse_level(value: str | int) -> int:

@@ -34,6 +34,12 @@ class _DictBacked(Mapping):
         return self.data.items()
 
 
+def backing(mapping: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    """The dict behind an LRU or a FrozenMap (its reads never refresh recency); any other
+    mapping (a plain dict a test assigned to `state.tasks`, say) as it is."""
+    return mapping.data if isinstance(mapping, _DictBacked) else mapping
+
+
 class LRU(_DictBacked, MutableMapping):
     """A mapping that keeps at most `limit` keys, forgetting the least recently used first.
 
@@ -74,9 +80,6 @@ class LRU(_DictBacked, MutableMapping):
 
     def __delitem__(self, key: Any) -> None:
         del self.data[key]
-
-    def clear(self) -> None:
-        self.data.clear()
 
     def __repr__(self) -> str:
         return f"LRU(limit={self.limit!r}, size={len(self.data)})"

@@ -41,13 +41,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
 from kombu import Connection, Consumer, Exchange, Producer, Queue
 
 from evcam.clock import BadEvent, EventClock
 from evcam.decode import JSON_CONTENT_TYPES, JSON_ENCODINGS, Rejected, check_content, decode_body
+from evcam.log import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 PIDBOX_EXCHANGE = "celery.pidbox"
 ACK_POLL = 0.02  # acks mode: longest wait before a requested ack is sent

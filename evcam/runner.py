@@ -13,17 +13,15 @@ from functools import partial
 from types import MappingProxyType
 from typing import Any
 
-import structlog
-
 from evcam import __version__, exitcodes
 from evcam import log as logsetup
 from evcam.daemon import Signals, start
-from evcam.log import parse_level
+from evcam.log import get_logger, parse_level
 from evcam.preflight import AlreadyRunning, PreflightError, camera_kwargs, preflight, zero_loss
 from evcam.settings import Settings, mask_url, url_host, url_secrets
 from evcam.systemd import Notifier
 
-logger = structlog.get_logger(__name__)
+logger = get_logger(__name__)
 
 
 def run(settings: Settings) -> int:

@@ -16,11 +16,11 @@ import weakref
 from collections.abc import Callable, Hashable
 from typing import Any
 
-import structlog
+from evcam.log import get_logger
 
 __all__ = ["Signal"]
 
-logger = structlog.get_logger(__name__)
+logger = get_logger(__name__)
 
 Receiver = Callable[..., Any]
 

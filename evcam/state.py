@@ -21,9 +21,8 @@ from functools import cached_property
 from itertools import islice
 from typing import Any
 
-import structlog
-
-from evcam.lru import LRU, CallableIndex, FrozenMap, TaskSet
+from evcam.log import get_logger
+from evcam.lru import LRU, CallableIndex, FrozenMap, TaskSet, backing
 from evcam.states import (
     PENDING,
     READY_STATES,
@@ -44,7 +43,7 @@ __all__ = [
     "heartbeat_expires",
 ]
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: Percentage of a worker's heartbeat interval after which it counts as offline.
 HEARTBEAT_EXPIRE_WINDOW = 200
@@ -96,23 +95,35 @@ def _add_heartbeat(heartbeats: list[float], received: float, most: int) -> None:
         insort(heartbeats, received)
 
 
-_drift_warned: OrderedDict[str, None] = OrderedDict()
+class DriftWarnings:
+    """Warn once per hostname (bounded memory) that its clock drifts from ours.
+
+    Each State has its own, so one State's warning never silences another's; a Worker used
+    outside any State shares the module's `_warn_drift`.
+    """
+
+    def __init__(self, most: int = MAX_DRIFT_WARNED) -> None:
+        self.most = most
+        self._warned: OrderedDict[str, None] = OrderedDict()
+
+    def __call__(self, hostname: str, drift: int, received: float, sent: float) -> None:
+        warned = self._warned
+        if hostname in warned:
+            return
+        warned[hostname] = None
+        if len(warned) > self.most:
+            warned.popitem(last=False)
+        log.warning(
+            "state.clock_drift",
+            detail="clocks may be out of sync",
+            hostname=hostname,
+            drift=drift,
+            sent=sent,
+            received=received,
+        )
 
 
-def _warn_drift(hostname: str, drift: int, received: float, sent: float) -> None:
-    """Warn once per hostname (bounded memory) that its clock drifts from ours."""
-    if hostname in _drift_warned:
-        return
-    _drift_warned[hostname] = None
-    if len(_drift_warned) > MAX_DRIFT_WARNED:
-        _drift_warned.popitem(last=False)
-    log.warning(
-        "substantial drift: clocks may be out of sync",
-        hostname=hostname,
-        drift=drift,
-        sent=sent,
-        received=received,
-    )
+_warn_drift = DriftWarnings()
 
 
 class Worker:
@@ -195,6 +206,17 @@ class Worker:
         fields: Mapping[str, Any] | None = None,
     ) -> None:
         """Apply a worker event: copy its fields, then record the heartbeat (receive time)."""
+        self._apply(type_, timestamp, local_received, fields, _warn_drift)
+
+    def _apply(
+        self,
+        type_: str | None,
+        timestamp: float | None,
+        local_received: float | None,
+        fields: Mapping[str, Any] | None,
+        warn_drift: Callable[[str, int, float, float], None],
+    ) -> None:
+        """`event()`, warning about clock drift through the owning State's memory."""
         if fields:
             skip = _WORKER_SKIP
             setter = object.__setattr__
@@ -209,7 +231,7 @@ class Worker:
             return
         drift = abs(int(local_received) - int(timestamp))
         if drift > HEARTBEAT_DRIFT_MAX:
-            _warn_drift(self.hostname, drift, local_received, timestamp)
+            warn_drift(self.hostname, drift, local_received, timestamp)  # type: ignore[arg-type]
         _add_heartbeat(self.heartbeats, local_received, self.heartbeat_max)
 
     def update(self, f: Mapping[str, Any], **kw: Any) -> None:
@@ -435,7 +457,7 @@ class Task:
         state = self.cluster_state
         if not uuid or state is None:
             return None
-        return state.tasks.data.get(uuid)
+        return backing(state.tasks).get(uuid)
 
     @property
     def parent(self) -> Task | None:
@@ -454,12 +476,16 @@ class Task:
         state = self.cluster_state
         if not ids or state is None:
             return TaskSet()
-        data = state.tasks.data
+        data = backing(state.tasks)
         return TaskSet(task for task in map(data.get, ids) if task is not None)
 
 
 class _Reader:
-    """The read API shared by the live State and its snapshots."""
+    """The read API shared by the live State and its snapshots.
+
+    It reads `tasks` and `workers` through `backing()`, so it works on any mapping assigned to
+    them (as Celery's does); the event path keeps its own references and is unaffected.
+    """
 
     tasks: Any
     workers: Any
@@ -468,7 +494,7 @@ class _Reader:
 
     def itertasks(self, limit: int | None = None) -> Iterator[tuple[str, Task]]:
         """Yield `(uuid, task)` from least to most recently changed."""
-        for index, row in enumerate(list(self.tasks.data.items())):
+        for index, row in enumerate(list(backing(self.tasks).items())):
             yield row
             if limit and index + 1 >= limit:
                 break
@@ -481,7 +507,7 @@ class _Reader:
         As in Celery, `limit` counts task events, not distinct tasks.
         """
         entries = reversed(self._timeline) if reverse else iter(self._timeline)
-        data = self.tasks.data
+        data = backing(self.tasks)
         seen: set[str] = set()
         for entry in islice(entries, 0, limit):
             uuid = entry[3]
@@ -520,7 +546,7 @@ class _Reader:
 
     def alive_workers(self) -> Iterator[Worker]:
         """The workers whose heartbeat has not expired."""
-        return (w for w in list(self.workers.data.values()) if w.alive)
+        return (w for w in list(backing(self.workers).values()) if w.alive)
 
 
 class State(_Reader):
@@ -559,6 +585,7 @@ class State(_Reader):
         self.seq = 0
         self.watermark: Any = None
         self._seen_types: dict[str, None] = {}
+        self._warn_drift = DriftWarnings()
         self._tasks_to_resolve: OrderedDict[str, set[str]] = OrderedDict()
         self.tasks_by_type = CallableIndex(self._tasks_by_type)
         self.tasks_by_worker = CallableIndex(self._tasks_by_worker)
@@ -695,7 +722,7 @@ class State(_Reader):
         if now - self._last_reject_log >= 10.0:  # a flood of bad events must not flood the log
             self._last_reject_log = now
             log.warning(
-                "malformed event skipped",
+                "state.rejected",
                 reason=reason,
                 rejected=self.rejected_count,
                 sample=repr(event)[:200],
@@ -737,6 +764,8 @@ class State(_Reader):
         int_or_none = _INT_OR_NONE
         hb_max = worker_cls.heartbeat_max
         drift_max = HEARTBEAT_DRIFT_MAX
+        warn_drift = self._warn_drift
+        apply_worker_event = Worker._apply
         # Per event type: (group, subject, state, is a known state, group code).
         type_info: dict[str, tuple[str, str, str, bool, int]] = {}
         # Worker incarnations: hostname -> {pid: clock offset}; the last pid is the current one.
@@ -756,6 +785,7 @@ class State(_Reader):
             return info
 
         def bad_values(event: dict[str, Any]) -> str | None:
+            """The one check of an event's keys and sizes, for task and worker events alike."""
             if len(event) > MAX_EVENT_FIELDS:
                 return "too many fields"
             for key, value in event.items():
@@ -838,11 +868,9 @@ class State(_Reader):
                         "timestamp, clock, local_received or name",
                         event,
                     )
-                if len(event) > MAX_EVENT_FIELDS:
-                    return reject("too many fields", event)
-                for value in event.values():
-                    if type(value) is str and len(value) > max_len:
-                        return reject("a field is too long", event)
+                problem = bad_values(event)
+                if problem is not None:
+                    return reject(problem, event)
                 state.seq = seq = state.seq + 1
 
                 task = tdata.get(uuid)
@@ -880,7 +908,7 @@ class State(_Reader):
                         if (drift > drift_max or drift < -drift_max) and abs(
                             int(local_received) - int(timestamp)
                         ) > drift_max:
-                            _warn_drift(
+                            warn_drift(
                                 hostname,
                                 abs(int(local_received) - int(timestamp)),
                                 local_received,
@@ -1010,7 +1038,9 @@ class State(_Reader):
                 if custom_worker_event:
                     worker.event(subject, timestamp, local_received, event)
                 else:
-                    Worker.event(worker, subject, timestamp, local_received, event)
+                    apply_worker_event(
+                        worker, subject, timestamp, local_received, event, warn_drift
+                    )
                 if on_node_join is not None and (created or subject == "online"):
                     on_node_join(worker)
                 if is_offline and on_node_leave is not None:
@@ -1060,8 +1090,11 @@ class State(_Reader):
         for task in tasks.values():
             idx = task._idx
             if idx is not None:
-                snap.tasks_by_type[idx[0]].add(task)
-                snap.tasks_by_worker[idx[1]].add(task)
+                # A task restored into one index only (a pickled state) is in None of the other.
+                if idx[0] is not None:
+                    snap.tasks_by_type[idx[0]].add(task)
+                if idx[1] is not None:
+                    snap.tasks_by_worker[idx[1]].add(task)
         return snap
 
     def _copy_into(
@@ -1172,11 +1205,11 @@ class Snapshot(_Reader):
 
     def changed_tasks(self, since_seq: int) -> list[Task]:
         """Tasks changed by an event after `since_seq` (least recently changed first)."""
-        return [task for task in self.tasks.data.values() if task._seq > since_seq]
+        return [task for task in backing(self.tasks).values() if task._seq > since_seq]
 
     def changed_workers(self, since_seq: int) -> list[Worker]:
         """Workers changed by an event after `since_seq`."""
-        return [worker for worker in self.workers.data.values() if worker._seq > since_seq]
+        return [worker for worker in backing(self.workers).values() if worker._seq > since_seq]
 
     def freeze_while(self, fun: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Run `fun` (a snapshot never changes, so no lock is needed; `clear_after` is ignored:

@@ -10,9 +10,9 @@ import os
 import socket
 import time
 
-import structlog
+from evcam.log import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 def _address(value: str) -> str | bytes:
@@ -57,7 +57,7 @@ class Notifier:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
             self._sock.sendto(message, self.address)
         except OSError as exc:
-            log.debug("sd_notify failed", error=str(exc))
+            log.debug("systemd.notify_failed", error=str(exc))
             self.close()
             return False
         return True

@@ -25,11 +25,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import structlog
+from evcam.log import get_logger
 
 __all__ = ["Entry", "Timer"]
 
-logger = structlog.get_logger(__name__)
+logger = get_logger(__name__)
 
 
 class Entry:
@@ -132,8 +132,9 @@ class Timer:
 
     def _ensure_started(self) -> None:
         if self._thread is None:
-            # Run in a copy of the creating thread's context, so structlog's bound contextvars
-            # (pid, camera) reach the log lines the timer thread writes.
+            # Run in a copy of the creating thread's context, so contextvars the caller bound
+            # (structlog.contextvars.bind_contextvars, say) reach the jobs' log lines; evcam's own
+            # fixed fields (pid, camera) come from log.StaticContext on every thread.
             context = contextvars.copy_context()
             self._thread = threading.Thread(
                 target=context.run, args=(self._loop,), name=self.name, daemon=True
@@ -201,11 +202,6 @@ class Timer:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
-
-    def clear(self) -> None:
-        """Drop every pending entry; the thread keeps running."""
-        with self._cond:
-            self._heap.clear()
 
     def __enter__(self) -> Timer:
         return self

@@ -3,10 +3,14 @@ secrets redacted, the logfile reopenable."""
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import logging
 import os
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -144,3 +148,77 @@ def test_url_masking() -> None:
     assert url_host("amqp://u:p@h:5672//") == "h:5672"
     described = Settings(broker="amqp://u:topsecret@h//").describe()
     assert "topsecret" not in json.dumps(described)
+
+
+LIBRARY_PROGRAM = """
+import io, logging, sys
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                    format="%(name)s|%(levelname)s|%(message)s")
+records = []
+class Keep(logging.Handler):
+    def emit(self, record):
+        records.append(record)
+logging.getLogger().addHandler(Keep())
+import evcam
+from evcam.testing import ManualTimer, RecordingCamera, feed, task
+state = evcam.State()
+state.event({"type": "task-received", "uuid": 7})  # malformed: a WARNING from evcam.state
+camera = RecordingCamera(feed(state, [task("task-received", "t1")]), timer=ManualTimer())
+assert camera.capture()  # a DEBUG line per shot, below the program's level
+names = sorted({(r.name, r.levelname, r.evcam["event"]) for r in records})
+print(names, file=sys.stderr)
+"""
+
+
+def test_embedded_evcam_logs_through_stdlib_logging_under_evcam_names() -> None:
+    """A program using evcam.State and evcam.Polaroid with logging.basicConfig(WARNING) gets
+    evcam's records in its own handlers, under evcam.* names at their levels: the warning
+    shows, the per-shot debug line does not, and nothing is printed on standard output."""
+    result = subprocess.run(
+        [sys.executable, "-c", LIBRARY_PROGRAM],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert "evcam.state|WARNING|state.rejected reason=" in result.stderr
+    assert "[('evcam.state', 'WARNING', 'state.rejected')]" in result.stderr
+    assert "camera.shutter" not in result.stderr
+
+
+def test_once_configured_evcam_modules_log_through_the_daemon_pipeline(tmp_path: Path) -> None:
+    """After configure() (the daemon), a module's logger renders JSON with its logger name."""
+    from evcam.camera import logger as camera_logger
+
+    logfile = tmp_path / "e.log"
+    log.configure(level=logging.DEBUG, logfile=str(logfile))
+    camera_logger.info("camera.test_line", shots=2)
+    (line,) = [entry for entry in _lines(logfile) if entry["event"] == "camera.test_line"]
+    assert (line["logger"], line["level"], line["shots"]) == ("evcam.camera", "info", 2)
+
+
+EVENT_NAME = re.compile(r"[a-z_]+(\.[a-z_]+)+")
+
+
+def test_every_log_event_name_is_dotted() -> None:
+    """Log records are named like `receiver.rejected`, never in prose, so they can be grepped
+    and counted; this reads every logging call in evcam's source."""
+    root = Path(__file__).resolve().parent.parent / "evcam"
+    methods = {"debug", "info", "warning", "error", "exception", "critical"}
+    found = {}
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in methods
+                and isinstance(node.func.value, ast.Name | ast.Attribute)
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
+                found[f"{path.name}:{node.lineno}"] = node.args[0].value
+    assert len(found) > 30  # the walk does see the calls
+    assert {where: name for where, name in found.items() if not EVENT_NAME.fullmatch(name)} == {}

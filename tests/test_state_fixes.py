@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import copy
 import gc
+import pickle
 import time
 import tracemalloc
 from typing import Any
 
 import pytest
 from celery.events.state import State as CeleryState
+from structlog.testing import capture_logs
 
 from evcam.state import MAX_EVENT_FIELDS, State
 
@@ -62,6 +64,8 @@ MALFORMED: list[Any] = [
     {**GOOD, "state": {"x": 1}},
     {**GOOD, "result": "r" * (1024 * 1024)},
     {**GOOD, **{f"f{i}": i for i in range(MAX_EVENT_FIELDS + 1)}},
+    {**GOOD, 7: "a non-string key"},
+    {**GOOD, ("t", 1): "a tuple key"},
     {"type": "worker-heartbeat", "hostname": None, "timestamp": 1.0, "local_received": 1.0},
     {"type": "worker-heartbeat", "hostname": "w", "timestamp": "x", "local_received": 1.0},
     {"type": "worker-heartbeat", "hostname": "w", "timestamp": 1.0, "local_received": 1.0,
@@ -270,3 +274,77 @@ def test_parent_is_looked_up_not_cached() -> None:
     assert state.tasks["c"].parent is None
     state.event(task_event("received", "p", 2, name="t"))
     assert state.tasks["c"].parent is state.tasks["p"]
+
+
+WORKER = {"type": "worker-heartbeat", "hostname": "w1", "timestamp": 1.0, "local_received": 1.0}
+PROBLEMS = {
+    "non-string key": {7: "x"},
+    "too many fields": {f"f{i}": i for i in range(MAX_EVENT_FIELDS + 1)},
+    "field 'result' too long": {"result": "r" * (1024 * 1024)},
+}
+
+
+@pytest.mark.parametrize("problem", sorted(PROBLEMS))
+def test_task_and_worker_events_fail_one_check_with_one_message(problem: str) -> None:
+    """Keys and sizes are checked once for every event: a task event and a worker event with
+    the same fault are both rejected, with the same reason, logged as `state.rejected`."""
+    reasons = []
+    for base in (GOOD, WORKER):
+        state = State()
+        with capture_logs() as logs:
+            assert state.event({**base, **PROBLEMS[problem]}) is None
+        assert state.rejected_count == 1 and state.seq == 0
+        reasons += [log["reason"] for log in logs if log["event"] == "state.rejected"]
+    assert reasons == [problem, problem]
+
+
+def test_each_state_remembers_its_own_drift_warnings() -> None:
+    """A drifting worker is reported once per State (as `state.clock_drift`), not once per
+    process: a second State warns about the same hostname again."""
+    now = time.time()
+    drifting = [
+        {**WORKER, "hostname": "drifty", "timestamp": now - 60, "local_received": now},
+        task_event("received", "d1", 1, hostname="drifty", timestamp=now - 60, local_received=now),
+    ]
+    with capture_logs() as logs:
+        for _ in range(2):
+            state = State()
+            for event in drifting:
+                state.event(dict(event))
+    warned = [log for log in logs if log["event"] == "state.clock_drift"]
+    assert [log["hostname"] for log in warned] == ["drifty", "drifty"]
+
+
+def test_a_state_restored_with_one_index_has_no_none_key_in_snapshots() -> None:
+    """A pickled state whose task sits in tasks_by_worker only (no type known) snapshots
+    without a None key in tasks_by_type, and the other way round."""
+    live = State()
+    live.event(task_event("received", "a", 1, name="t.add"))
+    tasks = {"a": live.tasks["a"]}
+    for by_type, by_worker in (({}, {"w1": ["a"]}), ({"t.add": ["a"]}, {})):
+        state = State(tasks=tasks, tasks_by_type=by_type, tasks_by_worker=by_worker)
+        restored = pickle.loads(pickle.dumps(state))
+        snapshot = restored.snapshot()
+        assert None not in snapshot.tasks_by_type and None not in snapshot.tasks_by_worker
+        assert set(snapshot.tasks_by_type) | set(snapshot.tasks_by_worker) == {
+            *by_type,
+            *by_worker,
+        }
+
+
+def test_readers_work_on_any_mapping_assigned_to_tasks_and_workers() -> None:
+    """As with Celery's State, a plain dict assigned to `state.tasks` or `state.workers` (camera
+    tests do this) is read by itertasks, tasks_by_time, alive_workers and the task links."""
+    source = State()
+    now = time.time()
+    source.event(task_event("received", "p", 1, name="t"))
+    source.event(task_event("received", "c", 2, name="t", parent_id="p"))
+    source.event({**WORKER, "timestamp": now, "local_received": now})
+    for state in (source, source.snapshot()):
+        state.tasks = dict(state.tasks.items())
+        state.workers = dict(state.workers.items())
+        assert [uuid for uuid, _ in state.itertasks()] == ["p", "c"]
+        assert [uuid for uuid, _ in state.tasks_by_time()] == ["c", "p"]
+        assert [worker.hostname for worker in state.alive_workers()] == ["w1"]
+        assert state.tasks["c"].parent is state.tasks["p"]
+        assert [child.uuid for child in state.tasks["p"].children] == ["c"]

@@ -9,13 +9,12 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, TextIO
 
-import structlog
-
 from evcam.camera import Polaroid
+from evcam.log import get_logger
 
 __all__ = ["DumpCamera", "summary"]
 
-logger = structlog.get_logger(__name__)
+logger = get_logger(__name__)
 
 
 def summary(snapshot: Any) -> str:

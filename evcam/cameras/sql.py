@@ -50,7 +50,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import structlog
 from sqlalchemy import (
     Boolean,
     Column,
@@ -85,9 +84,10 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from evcam.camera import Polaroid
+from evcam.log import get_logger
 from evcam.states import FAILURE, READY_STATES, RETRY, REVOKED, SUCCESS, precedence
 
-logger = structlog.get_logger(__name__)
+logger = get_logger(__name__)
 
 SCHEMA_VERSION = 1
 DEFAULT_URL = "sqlite:///evcam.sqlite3"
@@ -811,7 +811,7 @@ class SQLCamera(ChangesCamera):
         n_tasks, n_workers = self.store.write(tasks, workers, taken_at)
         if n_tasks or n_workers:
             logger.debug(
-                "history stored",
+                "camera.history_stored",
                 tasks=n_tasks,
                 workers=n_workers,
                 seq=seq,
@@ -821,7 +821,7 @@ class SQLCamera(ChangesCamera):
     def on_cleanup(self) -> None:
         deleted = self.store.expire(self.options.expire)
         if deleted:
-            logger.info("history expired", tasks=deleted)
+            logger.info("camera.history_expired", tasks=deleted)
 
     def cancel(self) -> None:
         """Take the final shot, then release the database connections."""

@@ -395,3 +395,22 @@ def test_retention_options_are_validated() -> None:
         parse_options({"expire_batch": "lots"})
     with pytest.raises(CameraOptionError, match="sqlite_vacuum"):
         parse_options({"sqlite_vacuum": "full"})
+
+
+def test_status_record_carries_the_cleanup_counters(tmp_path: Path) -> None:
+    """The daemon's status record reports the rows a cleanup deleted and how long it took."""
+    from evcam.runner import Status
+
+    camera = SQLCamera(State(), timer=ManualTimer(), url=f"sqlite:///{tmp_path / 'h.sqlite3'}")
+    _old_successes(camera, 3, time.time())
+    camera.capture()
+    camera.cleanup()
+    for _ in range(10):  # bounded: one batch, then the checkpoint
+        if not camera.expiring:
+            break
+        camera.timer.fire()
+    counters = Status(None, camera, camera.state, 60.0).line()
+    assert counters["expired"] == counters["last_cleanup_deleted"] == 3
+    assert counters["expiring"] is False
+    assert counters["last_cleanup_seconds"] >= 0
+    camera.cancel()

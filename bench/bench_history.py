@@ -40,6 +40,8 @@ from evcam.timer import Timer
 
 ROWS = int(os.environ.get("EVCAM_BENCH_HISTORY_ROWS", "1000000"))
 DATABASES = os.environ.get("EVCAM_BENCH_HISTORY_DBS", "sqlite,postgresql").split(",")
+# "incremental": the SQLite store is created with sqlite_vacuum=incremental (newer evcam only).
+SQLITE_VACUUM = os.environ.get("EVCAM_BENCH_HISTORY_SQLITE_VACUUM", "")
 POSTGRES_URL = os.environ.get("EVCAM_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1/test")
 DAY = 86400.0
 DAYS = 5
@@ -177,6 +179,10 @@ def _expiring(camera: SQLCamera) -> bool:
     return bool(getattr(camera, "expiring", False))
 
 
+def _vacuum_option(url: str) -> dict[str, str]:
+    return {"sqlite_vacuum": SQLITE_VACUUM} if SQLITE_VACUUM and url.startswith("sqlite") else {}
+
+
 def expire_while_shooting(url: str, prefix: str, cutoff: float) -> dict[str, Any]:
     """Expire everything older than `cutoff` through the camera's cleanup while it shoots."""
     state = State(max_tasks_in_memory=200_000)
@@ -190,6 +196,7 @@ def expire_while_shooting(url: str, prefix: str, cutoff: float) -> dict[str, Any
         expire_success=DAYS * DAY - DAY,
         expire_error=DAYS * DAY - DAY,
         expire_pending=DAYS * DAY - DAY,
+        **_vacuum_option(url),
     )
     camera.stored_at = []
     tasks = camera.store.schema.tasks
@@ -279,7 +286,9 @@ def postgres_figures(camera: SQLCamera, rows: int) -> dict[str, Any]:
 
 
 def run_one(kind: str, url: str, prefix: str, now: float, path: Path | None) -> dict[str, Any]:
-    writer = SQLCamera(State(), timer=Timer(name="bench-fill"), url=url, table_prefix=prefix)
+    writer = SQLCamera(
+        State(), timer=Timer(name="bench-fill"), url=url, table_prefix=prefix, **_vacuum_option(url)
+    )
     try:
         figures: dict[str, Any] = {"fill": fill(writer, ROWS, now)}
         if path is not None:
@@ -320,7 +329,7 @@ def main() -> dict[str, Any]:
 
 def measure() -> dict[str, Any]:
     now = time.time()
-    figures: dict[str, Any] = {"rows": ROWS, "shot_period_s": FREQ}
+    figures: dict[str, Any] = {"rows": ROWS, "shot_period_s": FREQ, "sqlite_vacuum": SQLITE_VACUUM}
     with tempfile.TemporaryDirectory() as tmp:
         if "sqlite" in DATABASES:
             path = Path(tmp) / "history.sqlite3"

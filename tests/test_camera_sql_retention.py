@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import delete, insert, or_, select, text
 
 from evcam.cameras.sql import (
     EXPIRE_GROUPS,
@@ -62,35 +62,47 @@ def two_stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple
     stores[0].engine.dispose()
 
 
-def expire_at_once(store: HistoryStore, expire: dict[str, float | None], now: float) -> int:
-    """The reference: one DELETE per state group, all in one transaction."""
+def expire_at_once(
+    store: HistoryStore,
+    expire: dict[str, float | None],
+    now: float,
+    names: dict[str, float | None] | None = None,
+) -> int:
+    """The reference: one DELETE per state group (and per named task), in one transaction."""
     tasks = store.schema.tasks
     named = sorted(s for states in EXPIRE_GROUPS.values() if states for s in states)
+    names = names or {}
     deleted = 0
     with store.engine.begin() as conn:
+        for name, seconds in names.items():
+            if seconds is not None:
+                stmt = delete(tasks).where(tasks.c.name == name, tasks.c.timestamp < now - seconds)
+                deleted += conn.execute(stmt).rowcount
         for option, states in EXPIRE_GROUPS.items():
             seconds = expire.get(option)
             if seconds is None:
                 continue
             group = tasks.c.state.in_(sorted(states)) if states else ~tasks.c.state.in_(named)
-            result = conn.execute(delete(tasks).where(group, tasks.c.timestamp < now - seconds))
-            deleted += result.rowcount
+            stmt = delete(tasks).where(group, tasks.c.timestamp < now - seconds)
+            if names:
+                stmt = stmt.where(or_(tasks.c.name.is_(None), ~tasks.c.name.in_(list(names))))
+            deleted += conn.execute(stmt).rowcount
     return deleted
 
 
-def seed(store: HistoryStore, rows: list[tuple[str, float]]) -> None:
-    """Replace the store's tasks by `rows` of (state, age in days)."""
+def seed(store: HistoryStore, rows: list[tuple[Any, ...]]) -> None:
+    """Replace the store's tasks by `rows` of (state, age in days[, name])."""
     tasks = store.schema.tasks
     values = [
         {
             "uuid": f"u{index:04d}",
-            "name": "proj.add",
-            "state": state,
+            "name": row[2] if len(row) > 2 else "proj.add",
+            "state": row[0],
             "precedence": 0,
-            "timestamp": NOW - age * DAY,
+            "timestamp": NOW - row[1] * DAY,
             "last_update": NOW,
         }
-        for index, (state, age) in enumerate(rows)
+        for index, row in enumerate(rows)
     ]
     with store.engine.begin() as conn:
         conn.execute(delete(tasks))
@@ -104,11 +116,17 @@ def uuids(store: HistoryStore) -> set[str]:
 
 
 # Ages from a small set, so that many rows share a timestamp across batch boundaries.
+TASK_NAMES = ["proj.add", "proj.noisy", "proj.audit", None]
 ROWS = st.lists(
-    st.tuples(st.sampled_from(STATES), st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0, 3.5, 6.0])),
+    st.tuples(
+        st.sampled_from(STATES),
+        st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0, 3.5, 6.0]),
+        st.sampled_from(TASK_NAMES),
+    ),
     max_size=40,
 )
 EXPIRY = st.one_of(st.none(), st.sampled_from([0.25, 1.0, 1.5, 3.0, 5.0]))
+PER_NAME = st.dictionaries(st.sampled_from(["proj.noisy", "proj.audit", "proj.absent"]), EXPIRY)
 
 
 @settings(
@@ -116,27 +134,36 @@ EXPIRY = st.one_of(st.none(), st.sampled_from([0.25, 1.0, 1.5, 3.0, 5.0]))
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(rows=ROWS, success=EXPIRY, error=EXPIRY, pending=EXPIRY, batch=st.integers(1, 7))
+@given(
+    rows=ROWS,
+    success=EXPIRY,
+    error=EXPIRY,
+    pending=EXPIRY,
+    per_name=PER_NAME,
+    batch=st.integers(1, 7),
+)
 def test_batched_expiry_deletes_what_one_delete_did(
     two_stores: tuple[HistoryStore, HistoryStore],
-    rows: list[tuple[str, float]],
+    rows: list[tuple[str, float, str | None]],
     success: float | None,
     error: float | None,
     pending: float | None,
+    per_name: dict[str, float | None],
     batch: int,
 ) -> None:
-    """For any store, expiry options and batch size, the batches delete exactly the rows (and
-    as many) as one DELETE per state group did."""
+    """For any store, expiry options (per-name ones included) and batch size, the batches
+    delete exactly the rows (and as many) as one DELETE per state group and name did."""
     reference, batched = two_stores
     expire = {
         "expire_success": success and success * DAY,
         "expire_error": error and error * DAY,
         "expire_pending": pending and pending * DAY,
     }
+    names = {name: days and days * DAY for name, days in per_name.items()}
     seed(reference, rows)
     seed(batched, rows)
-    expected = expire_at_once(reference, expire, NOW)
-    assert batched.expire(expire, now=NOW, batch=batch) == expected
+    expected = expire_at_once(reference, expire, NOW, names)
+    assert batched.expire(expire, now=NOW, batch=batch, names=names) == expected
     assert uuids(batched) == uuids(reference)
 
 
@@ -414,3 +441,34 @@ def test_status_record_carries_the_cleanup_counters(tmp_path: Path) -> None:
     assert counters["expiring"] is False
     assert counters["last_cleanup_seconds"] >= 0
     camera.cancel()
+
+
+def test_per_name_retention_overrides_the_state_groups(tmp_path: Path) -> None:
+    """expire_name: a noisy name goes after 1 h whatever its state, an audited one is kept
+    forever although successes expire after 1 d, other names follow the state groups."""
+    url = f"sqlite:///{tmp_path / 'h.sqlite3'}"
+    camera = SQLCamera(
+        State(), timer=ManualTimer(), url=url, expire_name="proj.noisy:1h, proj.audit:never"
+    )
+    assert camera.options.expire_name == {"proj.noisy": 3600.0, "proj.audit": None}
+    camera.store.ensure_schema()
+    seed(
+        camera.store,
+        [
+            ("STARTED", 0.1, "proj.noisy"),
+            ("SUCCESS", 0.01, "proj.noisy"),
+            ("SUCCESS", 9.0, "proj.audit"),
+            ("SUCCESS", 2.0, "proj.add"),
+            ("SUCCESS", 0.5, "proj.add"),
+            ("SUCCESS", 2.0, None),
+        ],
+    )
+    store = camera.store
+    deleted = store.expire(camera.options.expire, now=NOW, names=camera.options.expire_name)
+    assert deleted == 3
+    assert uuids(store) == {"u0001", "u0002", "u0004"}
+    camera.close()
+    with pytest.raises(CameraOptionError, match="expire_name"):
+        parse_options({"expire_name": "proj.noisy"})
+    with pytest.raises(CameraOptionError, match="expire_name"):
+        parse_options({"expire_name": "proj.noisy:soon"})

@@ -32,8 +32,9 @@ Camera options (``--camera-option KEY=VALUE``): ``url`` (default ``sqlite:///evc
 ``table_prefix`` (default ``evcam_``), ``timeout`` (seconds a shot waits for a locked SQLite
 database or to connect to PostgreSQL or MySQL, default 5), the three ``expire_*`` options,
 each seconds or a duration such as ``90m``, ``12h``, ``3d``, ``2w``; ``0`` or ``never``
-disables it, ``expire_batch`` (rows per retention transaction) and ``sqlite_vacuum``
-(``none`` or ``incremental``).
+disables it, ``expire_name`` (per task name, every state: ``proj.noisy:1h,proj.audit:never``,
+which the state groups then leave alone), ``expire_batch`` (rows per retention transaction)
+and ``sqlite_vacuum`` (``none`` or ``incremental``).
 
 Keys and indexed columns are ``VARCHAR(255)`` (values are cut to that length first); MySQL
 tables use ``utf8mb4`` with a binary collation, so ids and states compare case-sensitively as
@@ -49,7 +50,7 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,7 @@ DEFAULTS: dict[str, str] = {
     "expire_pending": "5d",
     "expire_batch": "5000",
     "sqlite_vacuum": "none",
+    "expire_name": "",
 }
 #: SQLite: the WAL is truncated back to this size after a checkpoint (journal_size_limit).
 WAL_SIZE_LIMIT = 64 * 2**20
@@ -370,6 +372,7 @@ class Options:
     expire: dict[str, float | None]
     expire_batch: int = 5000
     sqlite_vacuum: bool = False
+    expire_name: dict[str, float | None] = field(default_factory=dict)
 
 
 def parse_url(value: Any) -> URL:
@@ -398,6 +401,25 @@ def parse_url(value: Any) -> URL:
             )
         url = url.set(database=str(path))
     return url
+
+
+def parse_expire_name(value: Any) -> dict[str, float | None]:
+    """``name:duration`` pairs, comma-separated (or a mapping): per-name retention."""
+    if isinstance(value, Mapping):
+        pairs = [(str(k), v) for k, v in value.items()]
+    else:
+        pairs = []
+        for item in str(value or "").split(","):
+            if not item.strip():
+                continue
+            name, sep, when = item.strip().rpartition(":")
+            if not sep or not name.strip():
+                raise CameraOptionError(
+                    f"camera option expire_name={value!r}: expected NAME:DURATION pairs "
+                    "separated by commas, such as 'proj.noisy:1h,proj.audit:never'"
+                )
+            pairs.append((name.strip(), when))
+    return {name[:KEY_LENGTH]: duration("expire_name", when) for name, when in pairs}
 
 
 def parse_options(options: Mapping[str, Any]) -> Options:
@@ -431,6 +453,7 @@ def parse_options(options: Mapping[str, Any]) -> Options:
             f"camera option sqlite_vacuum={merged['sqlite_vacuum']!r}: 'none' or 'incremental'"
         )
     return Options(
+        expire_name=parse_expire_name(merged["expire_name"]),
         url=url.render_as_string(hide_password=False),
         table_prefix=prefix,
         timeout=timeout if timeout is not None else 0.0,
@@ -752,12 +775,13 @@ class HistoryStore:
         batch: int = 5000,
         *,
         vacuum: bool = False,
+        names: Mapping[str, float | None] | None = None,
     ) -> int:
         """Delete every task older than its state group's expiry; return how many.
 
         Runs `expire_steps` to the end (batches of `batch` rows, each its own transaction).
         """
-        return sum(self.expire_steps(expire, now, batch, vacuum=vacuum))
+        return sum(self.expire_steps(expire, now, batch, vacuum=vacuum, names=names))
 
     def expire_steps(
         self,
@@ -766,8 +790,12 @@ class HistoryStore:
         batch: int = 5000,
         *,
         vacuum: bool = False,
+        names: Mapping[str, float | None] | None = None,
     ) -> Iterator[int]:
         """Expire in short steps; yield after each the rows it deleted (0 for maintenance).
+
+        `names` maps task names to their own expiry (None: never), for every state; the state
+        groups leave those names alone.
 
         Each step is one transaction deleting at most `batch` rows of one state, oldest first
         (by timestamp, then uuid). The walk is a keyset cursor, so each row is read once per
@@ -778,18 +806,25 @@ class HistoryStore:
         if batch < 1:
             raise ValueError(f"batch must be at least 1, got {batch!r}")
         now = time.time() if now is None else now
+        names = dict(names or {})
+        c = self.schema.tasks.c
         self.ensure_schema()
+        for name, seconds in sorted(names.items()):
+            if seconds is not None:  # the (name, timestamp) index serves it in order
+                yield from self._expire_walk(c.name == name, now - seconds, batch)
+        not_named = or_(c.name.is_(None), c.name.not_in(sorted(names))) if names else None
         for option, states in EXPIRE_GROUPS.items():
             seconds = expire.get(option)
             if seconds is None:
                 continue
             if states:  # one walk per state: the (state, timestamp) index serves each in order
-                for state in sorted(states):
-                    yield from self._expire_walk(
-                        self.schema.tasks.c.state == state, now - seconds, batch
-                    )
+                groups = [c.state == state for state in sorted(states)]
             else:
-                yield from self._expire_walk(self._other_states(), now - seconds, batch)
+                groups = [self._other_states()]
+            for group in groups:
+                if not_named is not None:
+                    group = and_(group, not_named)
+                yield from self._expire_walk(group, now - seconds, batch)
         if self.engine.dialect.name == "sqlite":
             yield from self._sqlite_maintenance(vacuum)
 
@@ -982,7 +1017,10 @@ class SQLCamera(ChangesCamera):
             logger.info("history.cleanup_still_running", deleted=self._expiry.deleted)
             return
         steps = self.store.expire_steps(
-            self.options.expire, batch=self.options.expire_batch, vacuum=self.options.sqlite_vacuum
+            self.options.expire,
+            batch=self.options.expire_batch,
+            vacuum=self.options.sqlite_vacuum,
+            names=self.options.expire_name,
         )
         self._expiry = _Expiry(steps, time.monotonic())
         self._expire_step(first=True)

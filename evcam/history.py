@@ -3,27 +3,33 @@
     evcam history                           # the 50 most recent tasks, newest first
     evcam history --state FAILURE --since 1d --name 'proj.*'
     evcam history --json --limit 1000 | jq ...
+    evcam history --stats --since 1d        # per task name: states, failure rate, percentiles
     evcam history show 0f3c...              # one task in full (also: evcam history --id 0f3c...)
 
 Times are UTC. ``--since``/``--until`` take a duration ago (``90m``, ``12h``, ``3d``, ``2w``), an
 ISO 8601 time (UTC unless it has an offset) or epoch seconds; they filter on the time of the
 task's latest state (the ``timestamp`` column). The database is never created or modified.
+
+Rows stream from the database to the output (the table sizes its columns from the first
+``WIDTH_ROWS`` rows), so memory stays flat whatever ``--limit``. A ``--name`` glob with a
+literal prefix (``proj.tasks.*``) is also a range on that prefix, which the name index serves.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import click
 import orjson
-from sqlalchemy import Engine, inspect, or_, select
+from sqlalchemy import Engine, and_, inspect, or_, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
@@ -36,10 +42,15 @@ from evcam.cameras.sql import (
     create_history_engine,
     schema,
 )
+from evcam.historystats import STATS_HEADER, stats_cells, task_stats
 
 _AGO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 TIME_COLUMNS = (*TRANSITIONS, "timestamp", "last_update")
 LIST_COLUMNS = ("uuid", "state", "name", "worker", "timestamp", "runtime")
+#: Rows fetched from the database at a time while streaming.
+FETCH_ROWS = 500
+#: The table output sizes its columns from this many first rows (later rows may be wider).
+WIDTH_ROWS = 1000
 
 
 def parse_when(option: str, value: str | None, now: float | None = None) -> float | None:
@@ -120,28 +131,64 @@ def _like(pattern: str) -> str:
     return escaped.replace("*", "%")
 
 
-def query_tasks(
-    engine: Engine,
+def prefix_successor(prefix: str) -> str | None:
+    """The least string above every string that starts with `prefix`, in code-point order
+    (None when there is none): ``proj.`` -> ``proj/``."""
+    chars = list(prefix)
+    while chars:
+        code = ord(chars[-1]) + 1
+        if code <= 0x10FFFF:
+            chars[-1] = chr(0xE000 if 0xD800 <= code <= 0xDFFF else code)
+            return "".join(chars)
+        chars.pop()
+    return None
+
+
+def _sqlite_glob(pattern: str) -> str:
+    """`pattern` for SQLite's GLOB: only ``*`` is a wildcard (``?`` and ``[`` are literal)."""
+    return pattern.replace("[", "[[]").replace("?", "[?]")
+
+
+def name_glob(column: Any, pattern: str, dialect: str) -> Any:
+    """``pattern`` (``*`` matches anything) as a condition on `column` that an index serves.
+
+    Case-sensitive everywhere: SQLite's GLOB (its LIKE ignores case), LIKE elsewhere. The
+    literal prefix before the first ``*`` also becomes a range ``prefix <= name < successor``
+    in code-point (byte) order: on SQLite the name's BINARY order, on PostgreSQL the "C"
+    collation (the collation of the name column evcam creates); MySQL/MariaDB derive the
+    range from LIKE themselves.
+    """
+    if dialect == "sqlite":
+        condition = column.op("GLOB")(_sqlite_glob(pattern))
+    else:
+        condition = column.like(_like(pattern), escape="\\")
+    prefix = pattern.split("*", 1)[0]
+    if not prefix or dialect not in ("sqlite", "postgresql"):
+        return condition
+    key = column.collate("C") if dialect == "postgresql" else column
+    upper = prefix_successor(prefix)
+    bounds = [key >= prefix] + ([key < upper] if upper is not None else [])
+    return and_(*bounds, condition)
+
+
+def filtered(
+    stmt: Any,
     tables: Schema,
+    dialect: str,
     *,
     states: Sequence[str] = (),
     names: Sequence[str] = (),
     workers: Sequence[str] = (),
     since: float | None = None,
     until: float | None = None,
-    limit: int | None = 50,
-) -> list[dict[str, Any]]:
-    """Tasks matching every filter (each repeatable filter: any of its values), newest first.
-
-    A name containing ``*`` is a glob (``proj.*``); other names must match exactly.
-    """
+) -> Any:
+    """`stmt` restricted by every filter (each repeatable filter: any of its values)."""
     tasks = tables.tasks
-    stmt = select(tasks)
     if states:
         stmt = stmt.where(tasks.c.state.in_([s.upper() for s in states]))
     if names:
         exact = [n for n in names if "*" not in n]
-        globs = [tasks.c.name.like(_like(n), escape="\\") for n in names if "*" in n]
+        globs = [name_glob(tasks.c.name, n, dialect) for n in names if "*" in n]
         conditions = ([tasks.c.name.in_(exact)] if exact else []) + globs
         stmt = stmt.where(or_(*conditions))
     if workers:
@@ -150,11 +197,35 @@ def query_tasks(
         stmt = stmt.where(tasks.c.timestamp >= since)
     if until is not None:
         stmt = stmt.where(tasks.c.timestamp < until)
+    return stmt
+
+
+def iter_tasks(
+    engine: Engine,
+    tables: Schema,
+    *,
+    limit: int | None = 50,
+    **filters: Any,
+) -> Iterator[dict[str, Any]]:
+    """Tasks matching every filter, newest first, streamed (`FETCH_ROWS` at a time).
+
+    A name containing ``*`` is a glob (``proj.*``); other names must match exactly. The
+    connection stays open until the iterator is exhausted or closed.
+    """
+    tasks = tables.tasks
+    stmt = filtered(select(tasks), tables, engine.dialect.name, **filters)
     stmt = stmt.order_by(tasks.c.timestamp.desc(), tasks.c.uuid)
     if limit:
         stmt = stmt.limit(limit)
     with engine.connect() as conn:
-        return [_plain(row) for row in conn.execute(stmt).mappings()]
+        result = conn.execution_options(stream_results=True, yield_per=FETCH_ROWS).execute(stmt)
+        for row in result.mappings():
+            yield _plain(row)
+
+
+def query_tasks(engine: Engine, tables: Schema, **options: Any) -> list[dict[str, Any]]:
+    """`iter_tasks` as a list (for callers that want every row at once)."""
+    return list(iter_tasks(engine, tables, **options))
 
 
 def _plain(row: Any) -> dict[str, Any]:
@@ -170,26 +241,42 @@ def get_task(engine: Engine, tables: Schema, uuid: str) -> dict[str, Any] | None
     return _plain(found) if found is not None else None
 
 
-def format_table(rows: list[dict[str, Any]]) -> str:
+TABLE_HEADER = ("UUID", "STATE", "NAME", "WORKER", "TIME (UTC)", "RUNTIME")
+
+
+def _cells(row: dict[str, Any]) -> list[str]:
+    return [
+        str(row["uuid"]),
+        str(row["state"]),
+        row["name"] or "",
+        row["worker"] or "",
+        iso(row["timestamp"]),
+        "" if row["runtime"] is None else f"{row['runtime']:.3f}s",
+    ]
+
+
+def table_lines(
+    rows: Iterable[dict[str, Any]], header: Sequence[str] = TABLE_HEADER, cells: Any = _cells
+) -> Iterator[str]:
+    """A plain aligned table, line by line: the widths come from the first `WIDTH_ROWS` rows,
+    so only those are held; a wider later value just pushes its line out."""
+    rows = iter(rows)
+    head = [cells(row) for row in itertools.islice(rows, WIDTH_ROWS)]
+    widths = [max(len(line[i]) for line in [list(header), *head]) for i in range(len(header))]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
+
+    yield line(header)
+    for values in head:
+        yield line(values)
+    for row in rows:
+        yield line(cells(row))
+
+
+def format_table(rows: Iterable[dict[str, Any]]) -> str:
     """A plain aligned table of the listing columns."""
-    header = ["UUID", "STATE", "NAME", "WORKER", "TIME (UTC)", "RUNTIME"]
-    body = [
-        [
-            row["uuid"],
-            row["state"],
-            row["name"] or "",
-            row["worker"] or "",
-            iso(row["timestamp"]),
-            "" if row["runtime"] is None else f"{row['runtime']:.3f}s",
-        ]
-        for row in rows
-    ]
-    widths = [max(len(str(line[i])) for line in [header, *body]) for i in range(len(header))]
-    lines = [
-        "  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)).rstrip()
-        for line in [header, *body]
-    ]
-    return "\n".join(lines)
+    return "\n".join(table_lines(rows))
 
 
 def format_task(row: dict[str, Any]) -> str:
@@ -214,6 +301,18 @@ def format_task(row: dict[str, Any]) -> str:
 def _dump(value: Any) -> None:
     sys.stdout.buffer.write(orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n")
     sys.stdout.flush()
+
+
+def dump_array(rows: Iterable[dict[str, Any]]) -> None:
+    """Write `rows` as one indented JSON array, a row at a time (the bytes `_dump` would
+    write for the list, without holding it)."""
+    out = sys.stdout.buffer
+    separator = b"[\n  "
+    for row in rows:
+        out.write(separator + orjson.dumps(row, option=orjson.OPT_INDENT_2).replace(b"\n", b"\n  "))
+        separator = b",\n  "
+    out.write(b"[]\n" if separator == b"[\n  " else b"\n]\n")
+    out.flush()
 
 
 def _connection_options(func: Any) -> Any:
@@ -261,6 +360,13 @@ def _show(url: str, table_prefix: str, uuid: str, as_json: bool) -> None:
     help="At most this many tasks, newest first (0: all).",
 )
 @click.option("--json", "as_json", is_flag=True, help="A JSON array of full rows.")
+@click.option(
+    "--stats",
+    "as_stats",
+    is_flag=True,
+    help="Per task name: count by state, failure rate, runtime and queue-wait p50/p95/p99 "
+    "of the filtered tasks (--limit does not apply).",
+)
 @click.option("--id", "task_id", metavar="UUID", help="Show one task in full (like `show`).")
 @click.pass_context
 def history(
@@ -274,6 +380,7 @@ def history(
     until: str | None,
     limit: int,
     as_json: bool,
+    as_stats: bool,
     task_id: str | None,
 ) -> None:
     """List tasks from the SQL camera's history, newest first (or `show UUID` one in full)."""
@@ -283,27 +390,45 @@ def history(
     if task_id is not None:
         _show(ctx.obj["url"], ctx.obj["table_prefix"], task_id, as_json)
         return
-    since_at, until_at = parse_when("--since", since), parse_when("--until", until)
+    filters: dict[str, Any] = {
+        "states": states,
+        "names": names,
+        "workers": workers,
+        "since": parse_when("--since", since),
+        "until": parse_when("--until", until),
+    }
     engine, tables = open_history(ctx.obj["url"], ctx.obj["table_prefix"])
     try:
-        rows = query_tasks(
-            engine,
-            tables,
-            states=states,
-            names=names,
-            workers=workers,
-            since=since_at,
-            until=until_at,
-            limit=limit or None,
-        )
+        if as_stats:
+            _print_stats(engine, tables, filters, as_json)
+        else:
+            _print_tasks(iter_tasks(engine, tables, limit=limit or None, **filters), as_json)
     except SQLAlchemyError as exc:
         raise click.ClickException(f"query failed: {exc.__cause__ or exc}") from None
     finally:
         engine.dispose()
+
+
+def _print_tasks(rows: Iterator[dict[str, Any]], as_json: bool) -> None:
+    """Stream the listing: a JSON array of full rows, or the table."""
     if as_json:
-        _dump([{k: v for k, v in row.items() if k != "precedence"} for row in rows])
-    elif rows:
-        click.echo(format_table(rows))
+        dump_array({k: v for k, v in row.items() if k != "precedence"} for row in rows)
+        return
+    first = next(rows, None)
+    if first is None:
+        click.echo("no tasks match", err=True)
+        return
+    for line in table_lines(itertools.chain([first], rows)):
+        click.echo(line)
+
+
+def _print_stats(engine: Engine, tables: Schema, filters: dict[str, Any], as_json: bool) -> None:
+    dialect = engine.dialect.name
+    summary = task_stats(engine, tables, lambda stmt: filtered(stmt, tables, dialect, **filters))
+    if as_json:
+        _dump([stats.as_dict() for stats in summary])
+    elif summary:
+        click.echo("\n".join(table_lines(summary, STATS_HEADER, stats_cells)))
     else:
         click.echo("no tasks match", err=True)
 

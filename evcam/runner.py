@@ -85,6 +85,10 @@ def evcam(
     return start(resolved, partial(serve, resolved))
 
 
+#: Retention counters a camera may report in its stats (the SQL camera does); passed through.
+CLEANUP_COUNTERS = ("expiring", "expired", "last_cleanup_deleted", "last_cleanup_seconds")
+
+
 class Status:
     """The periodic one-line status, and the STATUS= text for systemd."""
 
@@ -109,7 +113,7 @@ class Status:
             "unacked": stats.get("unacked", 0),
             "oldest_unacked_age": stats.get("oldest_unacked_age"),
             "paused": stats.get("paused", False),
-        }
+        } | {key: camera[key] for key in CLEANUP_COUNTERS if key in camera}
 
     def text(self, counters: dict[str, Any]) -> str:
         text = (

@@ -22,13 +22,21 @@ backwards:
 
 Retention (``on_cleanup``) deletes tasks by state group once their last event is older than
 ``expire_success`` (SUCCESS, default 1 day), ``expire_error`` (FAILURE and REVOKED, 3 days) or
-``expire_pending`` (every other state: unfinished, retried, rejected, custom; 5 days).
+``expire_pending`` (every other state: unfinished, retried, rejected, custom; 5 days). It
+deletes in batches of ``expire_batch`` rows (default 5000), oldest first, each batch its own
+short transaction, and runs one batch per turn of the timer thread, so a shot that falls due
+runs between two batches: a cleanup of millions of rows never holds the camera's shots back
+for more than about one batch. On SQLite a cleanup ends with a truncating WAL checkpoint (the
+WAL is also capped by ``journal_size_limit``) and, with ``sqlite_vacuum=incremental``, gives
+the freed pages back to the file system in bounded steps.
 
 Camera options (``--camera-option KEY=VALUE``): ``url`` (default ``sqlite:///evcam.sqlite3``),
 ``table_prefix`` (default ``evcam_``), ``timeout`` (seconds a shot waits for a locked SQLite
-database or to connect to PostgreSQL or MySQL, default 5), and the three ``expire_*`` options,
+database or to connect to PostgreSQL or MySQL, default 5), the three ``expire_*`` options,
 each seconds or a duration such as ``90m``, ``12h``, ``3d``, ``2w``; ``0`` or ``never``
-disables it.
+disables it, ``expire_name`` (per task name, every state: ``proj.noisy:1h,proj.audit:never``,
+which the state groups then leave alone), ``expire_batch`` (rows per retention transaction)
+and ``sqlite_vacuum`` (``none`` or ``incremental``).
 
 Keys and indexed columns are ``VARCHAR(255)`` (values are cut to that length first); MySQL
 tables use ``utf8mb4`` with a binary collation, so ids and states compare case-sensitively as
@@ -43,8 +51,8 @@ import math
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -106,6 +114,24 @@ DEFAULTS: dict[str, str] = {
     "expire_success": "1d",
     "expire_error": "3d",
     "expire_pending": "5d",
+    "expire_batch": "5000",
+    "sqlite_vacuum": "none",
+    "expire_name": "",
+}
+#: SQLite: the WAL is truncated back to this size after a checkpoint (journal_size_limit).
+WAL_SIZE_LIMIT = 64 * 2**20
+#: Longest rest between two retention steps (a step rests as long as it took, up to this).
+EXPIRE_PAUSE = 0.25
+#: SQLite pages one ``incremental_vacuum`` step frees (a short write transaction each).
+VACUUM_PAGES = 2048
+#: PostgreSQL storage parameters of the tasks table, set when evcam creates it: autovacuum
+#: reclaims the dead tuples of each task's second write and of retention at 1 % of the table
+#: (not the default 20 %), so the heap reuses its space instead of growing between vacuums.
+POSTGRES_TASKS_WITH = {
+    "autovacuum_vacuum_scale_factor": "0.01",
+    "autovacuum_vacuum_threshold": "10000",
+    "autovacuum_vacuum_insert_scale_factor": "0.05",
+    "autovacuum_analyze_scale_factor": "0.02",
 }
 
 # Columns holding the time (epoch seconds) of each state transition, as Celery's Task names them.
@@ -138,6 +164,9 @@ TEXT_FIELDS = (
 KEY_LENGTH = 255
 # Keys and indexed columns: VARCHAR(255) everywhere (MySQL cannot index or key an unbounded TEXT).
 Key = String(KEY_LENGTH)
+# The task name: byte order on PostgreSQL (COLLATE "C"), so that its index serves a prefix
+# range (``--name 'proj.*'``); SQLite's BINARY and MySQL's utf8mb4_bin already compare so.
+NameKey = String(KEY_LENGTH).with_variant(String(KEY_LENGTH, collation="C"), "postgresql")
 # Unbounded text: MySQL's TEXT stops at 64 KiB, so a long traceback needs LONGTEXT there.
 LongText = Text().with_variant(LONGTEXT(), "mysql", "mariadb")
 # MySQL/MariaDB tables: 4-byte UTF-8 and binary collation, so that keys and state names compare
@@ -170,7 +199,7 @@ def schema(prefix: str = DEFAULT_PREFIX) -> Schema:
         f"{p}tasks",
         md,
         Column("uuid", Key, primary_key=True),
-        Column("name", Key),
+        Column("name", NameKey),
         Column("state", Key, nullable=False),
         # precedence(state), stored so that the upsert can compare it in SQL.
         Column("precedence", Integer, nullable=False),
@@ -187,6 +216,7 @@ def schema(prefix: str = DEFAULT_PREFIX) -> Schema:
         Index(f"ix_{p}tasks_name_timestamp", "name", "timestamp"),
         Index(f"ix_{p}tasks_worker_timestamp", "worker", "timestamp"),
         Index(f"ix_{p}tasks_timestamp", "timestamp"),
+        postgresql_with=POSTGRES_TASKS_WITH,
         **MYSQL_TABLE_ARGS,
     )
     workers = Table(
@@ -343,6 +373,9 @@ class Options:
     table_prefix: str
     timeout: float
     expire: dict[str, float | None]
+    expire_batch: int = 5000
+    sqlite_vacuum: bool = False
+    expire_name: dict[str, float | None] = field(default_factory=dict)
 
 
 def parse_url(value: Any) -> URL:
@@ -373,6 +406,25 @@ def parse_url(value: Any) -> URL:
     return url
 
 
+def parse_expire_name(value: Any) -> dict[str, float | None]:
+    """``name:duration`` pairs, comma-separated (or a mapping): per-name retention."""
+    if isinstance(value, Mapping):
+        pairs = [(str(k), v) for k, v in value.items()]
+    else:
+        pairs = []
+        for item in str(value or "").split(","):
+            if not item.strip():
+                continue
+            name, sep, when = item.strip().rpartition(":")
+            if not sep or not name.strip():
+                raise CameraOptionError(
+                    f"camera option expire_name={value!r}: expected NAME:DURATION pairs "
+                    "separated by commas, such as 'proj.noisy:1h,proj.audit:never'"
+                )
+            pairs.append((name.strip(), when))
+    return {name[:KEY_LENGTH]: duration("expire_name", when) for name, when in pairs}
+
+
 def parse_options(options: Mapping[str, Any]) -> Options:
     """Validate camera options (strings from the command line, or Python values)."""
     unknown = sorted(set(options) - set(DEFAULTS))
@@ -389,11 +441,28 @@ def parse_options(options: Mapping[str, Any]) -> Options:
         )
     timeout = duration("timeout", merged["timeout"])
     url = parse_url(merged["url"])
+    try:
+        batch = int(str(merged["expire_batch"]).strip())
+    except ValueError:
+        batch = 0
+    if not 1 <= batch <= 1_000_000:
+        raise CameraOptionError(
+            f"camera option expire_batch={merged['expire_batch']!r}: "
+            "rows per retention transaction, a whole number from 1 to 1000000"
+        )
+    vacuum = str(merged["sqlite_vacuum"]).strip().lower()
+    if vacuum not in ("none", "incremental"):
+        raise CameraOptionError(
+            f"camera option sqlite_vacuum={merged['sqlite_vacuum']!r}: 'none' or 'incremental'"
+        )
     return Options(
+        expire_name=parse_expire_name(merged["expire_name"]),
         url=url.render_as_string(hide_password=False),
         table_prefix=prefix,
         timeout=timeout if timeout is not None else 0.0,
         expire={name: duration(name, merged[name]) for name in EXPIRE_GROUPS},
+        expire_batch=batch,
+        sqlite_vacuum=vacuum == "incremental",
     )
 
 
@@ -503,11 +572,15 @@ def _guarded_set(
 IN_CHUNK = 500
 
 
-def create_history_engine(url: str, timeout: float = 5.0, *, writer: bool = True) -> Engine:
+def create_history_engine(
+    url: str, timeout: float = 5.0, *, writer: bool = True, sqlite_vacuum: bool = False
+) -> Engine:
     """An engine for the history database: SQLite in WAL mode with a busy timeout.
 
     A writer's SQLite transactions begin with ``BEGIN IMMEDIATE`` so that a shot waits (up to
     ``timeout``) for the write lock up front instead of failing half-way on a lock upgrade.
+    A writer caps the WAL file at ``WAL_SIZE_LIMIT`` after each checkpoint and, with
+    ``sqlite_vacuum``, creates a new database with ``auto_vacuum = INCREMENTAL``.
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -521,8 +594,11 @@ def create_history_engine(url: str, timeout: float = 5.0, *, writer: bool = True
             cursor = dbapi_connection.cursor()
             cursor.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
             if writer:
+                if sqlite_vacuum:  # takes effect only on a database with no table yet
+                    cursor.execute("PRAGMA auto_vacuum = INCREMENTAL")
                 cursor.execute("PRAGMA journal_mode = WAL")
                 cursor.execute("PRAGMA synchronous = NORMAL")
+                cursor.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
             cursor.close()
 
         @event.listens_for(engine, "begin")
@@ -558,6 +634,7 @@ class HistoryStore:
         self.engine = engine
         self.schema = schema(table_prefix)
         self._ready = False
+        self._vacuum_warned = False
         dialect = engine.dialect.name
         if portable is None:
             portable = dialect not in self.UPSERT_DIALECTS
@@ -709,26 +786,129 @@ class HistoryStore:
         if updates:
             conn.execute(update_stmt, updates)
 
-    def expire(self, expire: Mapping[str, float | None], now: float | None = None) -> int:
-        """Delete tasks whose last event is older than their state group's expiry."""
+    def expire(
+        self,
+        expire: Mapping[str, float | None],
+        now: float | None = None,
+        batch: int = 5000,
+        *,
+        vacuum: bool = False,
+        names: Mapping[str, float | None] | None = None,
+    ) -> int:
+        """Delete every task older than its state group's expiry; return how many.
+
+        Runs `expire_steps` to the end (batches of `batch` rows, each its own transaction).
+        """
+        return sum(self.expire_steps(expire, now, batch, vacuum=vacuum, names=names))
+
+    def expire_steps(
+        self,
+        expire: Mapping[str, float | None],
+        now: float | None = None,
+        batch: int = 5000,
+        *,
+        vacuum: bool = False,
+        names: Mapping[str, float | None] | None = None,
+    ) -> Iterator[int]:
+        """Expire in short steps; yield after each the rows it deleted (0 for maintenance).
+
+        `names` maps task names to their own expiry (None: never), for every state; the state
+        groups leave those names alone.
+
+        Each step is one transaction deleting at most `batch` rows of one state, oldest first
+        (by timestamp, then uuid). The walk is a keyset cursor, so each row is read once per
+        cleanup however many rows a group keeps. The DELETE repeats the expiry condition, so a
+        row that a concurrent shot updated after the SELECT is kept. On SQLite the last steps
+        checkpoint the WAL (truncating it) and, with `vacuum`, free pages in bounded steps.
+        """
+        if batch < 1:
+            raise ValueError(f"batch must be at least 1, got {batch!r}")
         now = time.time() if now is None else now
-        tasks = self.schema.tasks
-        named = sorted(s for states in EXPIRE_GROUPS.values() if states for s in states)
-        deleted = 0
+        names = dict(names or {})
+        c = self.schema.tasks.c
         self.ensure_schema()
-        with self.engine.begin() as conn:
-            for option, states in EXPIRE_GROUPS.items():
-                seconds = expire.get(option)
-                if seconds is None:
-                    continue
-                in_group = (
-                    tasks.c.state.in_(sorted(states)) if states else ~tasks.c.state.in_(named)
+        for name, seconds in sorted(names.items()):
+            if seconds is not None:  # the (name, timestamp) index serves it in order
+                yield from self._expire_walk(c.name == name, now - seconds, batch)
+        not_named = or_(c.name.is_(None), c.name.not_in(sorted(names))) if names else None
+        for option, states in EXPIRE_GROUPS.items():
+            seconds = expire.get(option)
+            if seconds is None:
+                continue
+            if states:  # one walk per state: the (state, timestamp) index serves each in order
+                groups = [c.state == state for state in sorted(states)]
+            else:
+                groups = [self._other_states()]
+            for group in groups:
+                if not_named is not None:
+                    group = and_(group, not_named)
+                yield from self._expire_walk(group, now - seconds, batch)
+        if self.engine.dialect.name == "sqlite":
+            yield from self._sqlite_maintenance(vacuum)
+
+    def _other_states(self) -> Any:
+        named = sorted(s for states in EXPIRE_GROUPS.values() if states for s in states)
+        return self.schema.tasks.c.state.not_in(named)
+
+    def _expire_walk(self, in_group: Any, cutoff: float, batch: int) -> Iterator[int]:
+        c = self.schema.tasks.c
+        expired = and_(in_group, c.timestamp < cutoff)
+        after: tuple[float, str] | None = None
+        while True:
+            query = select(c.uuid, c.timestamp).where(expired)
+            if after is not None:  # (timestamp, uuid) > after, with a range the index serves
+                query = query.where(
+                    c.timestamp >= after[0],
+                    or_(c.timestamp > after[0], c.uuid > after[1]),
                 )
-                result = conn.execute(
-                    delete(tasks).where(in_group, tasks.c.timestamp < now - seconds)
+            query = query.order_by(c.timestamp, c.uuid).limit(batch)
+            with self.engine.begin() as conn:
+                found = conn.execute(query).all()
+                if not found:
+                    return
+                keys = [uuid for uuid, _ in found]
+                result = conn.execute(delete(self.schema.tasks).where(c.uuid.in_(keys), expired))
+            yield result.rowcount or 0
+            if len(found) < batch:
+                return
+            after = (found[-1][1], found[-1][0])
+
+    def _sqlite_maintenance(self, vacuum: bool) -> Iterator[int]:
+        """Give the space back: free pages in bounded steps (``auto_vacuum = INCREMENTAL``
+        databases only), then checkpoint and truncate the WAL."""
+        if vacuum:
+            mode = self._sqlite_pragma("PRAGMA auto_vacuum")
+            if mode and mode[0][0] == 2:
+                for _ in range(1_000_000):  # bounded: each step frees VACUUM_PAGES pages
+                    free = self._sqlite_pragma("PRAGMA freelist_count")
+                    if not free or not free[0][0]:
+                        break
+                    self._sqlite_pragma(f"PRAGMA incremental_vacuum({VACUUM_PAGES})")
+                    yield 0
+            elif not self._vacuum_warned:
+                self._vacuum_warned = True
+                logger.warning(
+                    "history.vacuum_unavailable",
+                    reason="the database was created without auto_vacuum = INCREMENTAL; "
+                    "run VACUUM once with evcam stopped to switch it",
                 )
-                deleted += result.rowcount or 0
-        return deleted
+        result = self._sqlite_pragma("PRAGMA wal_checkpoint(TRUNCATE)")
+        if result and result[0][0]:
+            logger.info("history.checkpoint_busy", reason="a reader holds an old snapshot")
+        yield 0
+
+    def _sqlite_pragma(self, statement: str) -> list[tuple[Any, ...]]:
+        """Run a PRAGMA outside any transaction (a checkpoint cannot run inside one)."""
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            try:
+                cursor.execute(statement)
+                return list(cursor.fetchall())  # incremental_vacuum works as it is stepped
+            finally:
+                cursor.close()
+        finally:
+            raw.close()
 
 
 # --- the camera ---------------------------------------------------------------------------------
@@ -778,12 +958,26 @@ class ChangesCamera(Polaroid):
 
 
 class SQLCamera(ChangesCamera):
-    """Keeps a queryable SQL history of every task and worker (the default camera)."""
+    """Keeps a queryable SQL history of every task and worker (the default camera).
+
+    A cleanup expires in steps (`HistoryStore.expire_steps`): `on_cleanup` runs the first and
+    each step schedules the next on the timer after a pause as long as the step took (at most
+    `EXPIRE_PAUSE`), so a shot that is due runs first (the timer runs the earliest due entry)
+    and another writer of the database gets at least half of the time. Counters in `stats`:
+    `expiring` (a cleanup is under way), `expired` (rows deleted since start),
+    `last_cleanup_deleted` and `last_cleanup_seconds` (rows and wall seconds of the last
+    finished cleanup).
+    """
 
     def configure(self, options: Mapping[str, Any]) -> None:
         self.options = parse_options(options)
         self._store: HistoryStore | None = None
         self._store_lock = threading.Lock()
+        self._expiry: _Expiry | None = None
+        self._expiry_entry: Any = None
+        self.expired = 0
+        self.last_cleanup_deleted: int | None = None
+        self.last_cleanup_seconds: float | None = None
 
     @classmethod
     def preflight(cls, options: Mapping[str, str]) -> dict[str, str]:
@@ -800,7 +994,9 @@ class SQLCamera(ChangesCamera):
         """The store, created on first use (after the fork)."""
         with self._store_lock:
             if self._store is None:
-                engine = create_history_engine(self.options.url, self.options.timeout)
+                engine = create_history_engine(
+                    self.options.url, self.options.timeout, sqlite_vacuum=self.options.sqlite_vacuum
+                )
                 self._store = HistoryStore(engine, self.options.table_prefix)
             return self._store
 
@@ -818,10 +1014,84 @@ class SQLCamera(ChangesCamera):
                 seconds=round(time.monotonic() - started, 4),
             )
 
+    @property
+    def expiring(self) -> bool:
+        """Whether a cleanup is under way (its remaining steps are scheduled on the timer)."""
+        return self._expiry is not None
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        return {
+            **super().stats,
+            "expiring": self.expiring,
+            "expired": self.expired,
+            "last_cleanup_deleted": self.last_cleanup_deleted,
+            "last_cleanup_seconds": self.last_cleanup_seconds,
+        }
+
     def on_cleanup(self) -> None:
-        deleted = self.store.expire(self.options.expire)
-        if deleted:
-            logger.info("camera.history_expired", tasks=deleted)
+        """Start a cleanup and run its first step (a cleanup still under way is left alone)."""
+        if self._expiry is not None:
+            logger.info("history.cleanup_still_running", deleted=self._expiry.deleted)
+            return
+        steps = self.store.expire_steps(
+            self.options.expire,
+            batch=self.options.expire_batch,
+            vacuum=self.options.sqlite_vacuum,
+            names=self.options.expire_name,
+        )
+        self._expiry = _Expiry(steps, time.monotonic())
+        self._expire_step(first=True)
+
+    def _expire_step(self, first: bool = False) -> None:
+        """Run one step of the cleanup, then schedule the next behind any due shot."""
+        expiry = self._expiry
+        if expiry is None:
+            return
+        if self._cancelled:
+            self._stop_expiry()
+            return
+        step_started = time.monotonic()
+        try:
+            deleted = next(expiry.steps, None)
+        except Exception as exc:
+            self._stop_expiry()
+            if first:
+                raise  # cleanup() logs and counts it
+            self.cleanup_errors += 1
+            self.last_error = repr(exc)
+            logger.exception("history.cleanup_failed", deleted=expiry.deleted)
+            return
+        if deleted is None:
+            self._finish_expiry(expiry)
+            return
+        expiry.deleted += deleted
+        self.expired += deleted
+        if self._cancelled or self._expiry is not expiry:
+            return  # cancelled while the step ran
+        # Rest as long as the step took (at most EXPIRE_PAUSE): another writer waiting on the
+        # database gets its turn, and a shot that falls due meanwhile runs before the next step.
+        pause = min(time.monotonic() - step_started, EXPIRE_PAUSE)
+        self._expiry_entry = self.timer.call_after(pause, self._expire_step)
+
+    def _finish_expiry(self, expiry: _Expiry) -> None:
+        self._expiry = self._expiry_entry = None
+        self.last_cleanup_deleted = expiry.deleted
+        self.last_cleanup_seconds = time.monotonic() - expiry.started
+        if expiry.deleted:
+            logger.info(
+                "camera.history_expired",
+                tasks=expiry.deleted,
+                seconds=round(self.last_cleanup_seconds, 3),
+            )
+
+    def _stop_expiry(self) -> None:
+        expiry, entry = self._expiry, self._expiry_entry
+        self._expiry = self._expiry_entry = None
+        if entry is not None:
+            entry.cancel()
+        if expiry is not None:
+            expiry.steps.close()
 
     def cancel(self) -> None:
         """Take the final shot, then release the database connections."""
@@ -832,9 +1102,23 @@ class SQLCamera(ChangesCamera):
 
     def close(self) -> None:
         """Release the database connections (a later shot opens new ones)."""
+        entry = self._expiry_entry
+        if self._cancelled:  # a cleanup under way ends here (its generator is left to the GC:
+            self._expiry = self._expiry_entry = None  # a step may be running on the timer)
+            if entry is not None:
+                entry.cancel()
         with self._store_lock:
             if self._store is not None:
                 self._store.engine.dispose()
+
+
+@dataclass
+class _Expiry:
+    """A cleanup under way: its remaining steps, when it started, rows deleted so far."""
+
+    steps: Iterator[int]
+    started: float
+    deleted: int = 0
 
 
 def _literal(value: str) -> Any:

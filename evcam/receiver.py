@@ -53,6 +53,12 @@ PIDBOX_EXCHANGE = "celery.pidbox"
 ACK_POLL = 0.02  # acks mode: longest wait before a requested ack is sent
 TICK = 0.5  # seconds between housekeeping passes (hooks, heartbeats, acks, watchdog)
 REJECT_LOG_INTERVAL = 10.0  # at most one log line per rejection reason per interval
+#: Default largest message body accepted (bytes); larger ones are rejected as `too-large`.
+#: Celery's events are a few hundred bytes; a batch of them a few hundred KiB.
+MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+#: Heartbeat intervals (seconds) the watchdog trusts from `worker-online`/`worker-heartbeat`.
+MIN_HEARTBEAT_FREQ = 0.5
+MAX_HEARTBEAT_FREQ = 300.0
 _unpack_from = struct.unpack_from
 FRAME_END = 0xCE  # the octet that closes every AMQP frame
 
@@ -96,6 +102,7 @@ class ReceiverStats:
             "events": self.events,
             "messages": self.messages,
             "rejected": self.rejected,
+            "rejected_by_reason": dict(self.rejected_by_reason),
             "reconnects": self.reconnects,
             "last_event_age": None if age is None else round(age, 3),
             "events_per_second": round(self.events_per_second, 1),
@@ -138,10 +145,10 @@ class Receiver:
         backoff_start: float = 1.0,
         backoff_max: float = 30.0,
         watchdog: float | None = 0.0,
-        stats_interval: float | None = 60.0,
         node_id: str | None = None,
         transport_options: dict[str, Any] | None = None,
         ssl: Any = None,
+        max_message_size: int = MAX_MESSAGE_SIZE,
     ) -> None:
         if isinstance(url_or_connection, Connection):
             self._template = url_or_connection
@@ -177,7 +184,6 @@ class Receiver:
         # watchdog: seconds of silence tolerated while workers are alive; 0 = automatic
         # (5 heartbeat intervals, at least 15 s); None = off.
         self.watchdog = watchdog
-        self.stats_interval = stats_interval
         self.node_id = node_id or uuid.uuid4().hex
         self.url = self._template.as_uri()  # password masked by kombu
 
@@ -205,12 +211,14 @@ class Receiver:
         self._room = threading.Event()
         if acks:
             self._set_stored_seq(0)
-        self._alive_workers: dict[str, float] = {}  # hostname -> heartbeat freq
+        # hostname -> heartbeat freq (clamped), insertion-ordered, at most `_max_workers`.
+        self._alive_workers: dict[str, float] = {}
         self._last_message = time.monotonic()
         self._next_tick = 0.0
-        self._next_stats = 0.0
         self._rate_mark = (time.monotonic(), 0)
         self._reject_logged: dict[str, tuple[float, int]] = {}
+        self._state_rejections = getattr(state, "rejected_count", 0)
+        self.max_message_size = max_message_size
 
     # ------------------------------------------------------------------ public API
 
@@ -440,11 +448,13 @@ class Receiver:
                 queues=[self._bound_queue],
                 no_ack=not self.acks,
                 on_message=self._on_kombu_message,
+                on_decode_error=self._on_decode_error,
                 accept=["json"],
             )
             if self.acks:
                 consumer.qos(prefetch_count=self.prefetch_count)
             consumer.consume()
+            self._guard_envelopes(channel, queue)
         if self.wakeup and self.driver == "amqp":
             self._wakeup()  # basic.consume-ok came back: the queue is listening
         self.stats.connected = True
@@ -620,14 +630,60 @@ class Receiver:
         )
 
     def _on_kombu_message(self, message: Any) -> None:
-        """kombu callback (Redis and other virtual transports): the raw body, not decoded."""
-        self._ingest(
-            message.body,
-            message.content_type,
-            message.content_encoding,
-            "compression" in (message.headers or {}),
-            message.delivery_tag,
-        )
+        """kombu callback (Redis and other virtual transports): the raw body, not decoded.
+
+        The envelope is the producer's JSON on these transports, so every part of it is
+        checked: a malformed one is rejected like a malformed body.
+        """
+        tag = getattr(message, "delivery_tag", None)
+        try:
+            headers = message.headers
+            if headers is not None and type(headers) is not dict:
+                raise Rejected("bad-envelope", f"headers is {type(headers).__name__}")
+            body = message.body
+            if not isinstance(body, bytes | str):
+                raise Rejected("bad-envelope", f"body is {type(body).__name__}")
+            ctype, cenc = message.content_type, message.content_encoding
+        except Rejected as exc:
+            self._reject(exc.reason, exc.detail)
+            self._handled(tag)
+            return
+        except Exception as exc:
+            self._reject("bad-envelope", _describe(exc), exc)
+            self._handled(tag)
+            return
+        self._ingesting = True
+        self._ingest(body, ctype, cenc, bool(headers) and "compression" in headers, tag)
+
+    def _guard_envelopes(self, channel: Any, queue: str) -> None:
+        """Virtual transports build kombu's `Message` from the producer's JSON envelope before
+        any consumer callback runs, so a malformed envelope (a non-dict `headers`, a list)
+        raised out of `drain_events` and cost a reconnect. Wrap the transport's delivery
+        callback: an envelope that cannot become a message is rejected alone."""
+        callbacks = getattr(getattr(channel, "connection", None), "_callbacks", None)
+        deliver = callbacks.get(queue) if isinstance(callbacks, dict) else None
+        if deliver is None:
+            return
+
+        def guarded(raw: Any) -> Any:
+            self._ingesting = False
+            try:
+                return deliver(raw)
+            except Exception as exc:
+                if self._ingesting:  # raised by ingestion itself (a stop, the connection)
+                    raise
+                self._reject("bad-envelope", _describe(exc), exc)
+                self._handled(None)
+                return None
+
+        callbacks[queue] = guarded
+
+    _ingesting = False
+
+    def _on_decode_error(self, message: Any, exc: Exception) -> None:
+        """kombu could not even build the message (e.g. a non-dict `headers` on Redis)."""
+        self._reject("bad-envelope", _describe(exc), exc)
+        self._handled(getattr(message, "delivery_tag", None))
 
     def _ingest(
         self,
@@ -640,20 +696,29 @@ class Receiver:
         """Validate and decode one message, normalise its events, feed them to the state."""
         self._last_tag = tag
         self._last_message_seen = True
+        state = self.state
         try:
             if (
-                content_type not in JSON_CONTENT_TYPES
+                content_type.__class__ is not str
+                or content_type not in JSON_CONTENT_TYPES
+                or (content_encoding is not None and content_encoding.__class__ is not str)
                 or content_encoding not in JSON_ENCODINGS
                 or compressed
             ):
                 check_content(content_type, content_encoding, compressed)
+            if len(body) > self.max_message_size:
+                raise Rejected("too-large", f"{len(body)} bytes > {self.max_message_size}")
             events = decode_body(body)
         except Rejected as exc:
             self._reject(exc.reason, exc.detail)
+            self._handled(tag)
+            return
+        except Exception as exc:  # poison: confined to this message, never a reconnect
+            self._reject("poison", _describe(exc), exc)
+            self._handled(tag)
             return
         now = time.time()
         normalize = self.clock.normalize
-        state = self.state
         feed = state.event
         pause_seq = self._pause_seq
         acks = self.acks  # back-pressure and early shots exist in ack mode only
@@ -662,28 +727,30 @@ class Receiver:
             if acks and state.seq >= pause_seq and self._must_pause():
                 self._wait_for_room()
                 pause_seq = self._pause_seq
-            if type(event) is not dict:
-                self._reject("not-an-event", f"list element is {type(event).__name__}")
-                continue
             try:
-                etype = normalize(event, now)
-            except BadEvent as exc:
-                self._reject("bad-event", str(exc))
-                continue
-            if etype and etype[0] == "w":  # an empty type goes on to the state, which skips it
-                self._track_worker(etype, event)
-            try:
-                feed(event)
-            except Exception as exc:  # a state bug must not end the stream
-                self._reject("state-error", f"{type(exc).__name__}: {exc}")
+                if type(event) is not dict:
+                    self._reject("not-an-event", f"list element is {type(event).__name__}")
+                    continue
+                try:
+                    etype = normalize(event, now)
+                except BadEvent as exc:
+                    self._reject("bad-event", str(exc))
+                    continue
+                try:
+                    result = feed(event)
+                except Exception as exc:  # a state bug must not end the stream
+                    self._reject("state-error", _describe(exc), exc)
+                    continue
+                if result is None:  # the state did not apply it
+                    self._state_rejected(etype)
+                    continue
+                if etype[:1] == "w":
+                    self._track_worker(etype, event)
+            except Exception as exc:  # poison: confined to this event, never a reconnect
+                self._reject("poison", _describe(exc), exc)
                 continue
             accepted += 1
-        stats = self.stats
-        stats.messages += 1
-        if accepted:
-            stats.events += accepted
-            stats.last_event_at = now
-        state.watermark = (self._generation, tag)
+        self._handled(tag, accepted, now)
         if acks and (
             state.seq >= self._soon_seq or (tag.__class__ is int and tag >= self._soon_tag)
         ):
@@ -691,6 +758,37 @@ class Receiver:
             # keeps deliveries flowing while the camera writes.
             self._soon_seq = self._soon_tag = float("inf")
             self._hook(self.on_backlog)
+
+    def _handled(self, tag: Any, accepted: int = 0, now: float = 0.0) -> None:
+        """Count one message as handled and move the watermark past it.
+
+        A rejected message moves it too: in zero-loss mode it is acknowledged with the next
+        stored shot instead of being redelivered forever.
+        """
+        stats = self.stats
+        stats.messages += 1
+        if accepted:
+            stats.events += accepted
+            stats.last_event_at = now
+        if tag is not None:
+            self.state.watermark = (self._generation, tag)
+
+    def _state_rejected(self, etype: str) -> None:
+        """Count an event the state returned None for, by reason (the state logs the detail).
+
+        The state's own `rejected_count` tells a refused event from one of a type nobody
+        handles; reading it only here keeps the accepted path free of extra work.
+        """
+        count = getattr(self.state, "rejected_count", 0)
+        seen, self._state_rejections = self._state_rejections, count
+        if count == seen:
+            self._reject("unhandled-type", f"no handler for event type {etype[:100]!r}")
+        elif etype.startswith("task-"):
+            self._reject("invalid-task-event", "refused by the state")
+        elif etype.startswith("worker-"):
+            self._reject("invalid-worker-event", "refused by the state")
+        else:
+            self._reject("invalid-event", "refused by the state")
 
     def _must_pause(self) -> bool:
         """Could the next event evict a task or worker that no stored shot holds?
@@ -747,16 +845,32 @@ class Receiver:
         log.debug("receiver.resumed", paused_for=round(time.monotonic() - started, 3))
 
     def _track_worker(self, etype: str, event: dict[str, Any]) -> None:
-        """Remember which workers send periodic heartbeats (for the watchdog)."""
+        """Remember which workers send periodic heartbeats (for the watchdog).
+
+        Called only for events the state accepted; at most `max_workers_in_memory` hostnames
+        (the oldest entry goes first), and each heartbeat interval clamped to
+        [`MIN_HEARTBEAT_FREQ`, `MAX_HEARTBEAT_FREQ`] so that no event can disable the watchdog.
+        """
         hostname = event.get("hostname")
+        if type(hostname) is not str:
+            return
+        alive = self._alive_workers
         if etype == "worker-offline":
-            self._alive_workers.pop(hostname, None)  # type: ignore[arg-type]
+            alive.pop(hostname, None)
         elif etype == "worker-online" or (etype == "worker-heartbeat" and "active" in event):
             # The wake-up reply carries no `active`: it says nothing about periodic heartbeats.
             freq = event.get("freq")
-            self._alive_workers[hostname] = freq if type(freq) in (int, float) else 2.0  # type: ignore[index]
+            if type(freq) not in (int, float) or freq != freq:
+                freq = 2.0
+            freq = min(max(freq, MIN_HEARTBEAT_FREQ), MAX_HEARTBEAT_FREQ)
+            if hostname not in alive:
+                while len(alive) >= self._max_workers:
+                    del alive[next(iter(alive))]
+            alive[hostname] = freq
 
-    def _reject(self, reason: str, detail: str) -> None:
+    def _reject(self, reason: str, detail: str, exc: BaseException | None = None) -> None:
+        """Count a rejected message or event by reason; log at most one line per reason per
+        `REJECT_LOG_INTERVAL`. A state error carries its traceback; poison's goes to debug."""
         stats = self.stats
         stats.rejected += 1
         stats.rejected_by_reason[reason] = stats.rejected_by_reason.get(reason, 0) + 1
@@ -769,7 +883,10 @@ class Receiver:
                 detail=detail[:200],
                 suppressed=suppressed,
                 total_rejected=stats.rejected,
+                exc_info=exc if exc is not None and reason == "state-error" else None,
             )
+            if exc is not None and reason != "state-error":
+                log.debug("receiver.rejected_traceback", reason=reason, exc_info=exc)
             self._reject_logged[reason] = (now, 0)
         else:
             self._reject_logged[reason] = (last, suppressed + 1)
@@ -830,10 +947,6 @@ class Receiver:
         if now - mark_time >= 5.0:
             stats.events_per_second = (stats.events - mark_events) / (now - mark_time)
             self._rate_mark = (now, stats.events)
-        if self.stats_interval and now >= self._next_stats:
-            if self._next_stats:
-                log.info("receiver.stats", **stats.as_dict())
-            self._next_stats = now + self.stats_interval
 
     def watchdog_timeout(self) -> float | None:
         """Seconds of silence after which the stream counts as stalled (None: no watchdog)."""

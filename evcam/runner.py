@@ -102,6 +102,7 @@ class Status:
         return {
             "events": stats.get("events", 0) or 0,
             "rejected": stats.get("rejected", 0),
+            "rejected_by_reason": stats.get("rejected_by_reason", {}),
             "reconnects": stats.get("reconnects", 0),
             "tasks": len(getattr(self.state, "tasks", ())),
             "workers": len(getattr(self.state, "workers", ())),
@@ -120,6 +121,10 @@ class Status:
             f"{counters['workers']} workers, {counters['shots']} shots, "
             f"{counters['camera_errors']} camera errors, {counters['reconnects']} reconnects"
         )
+        if counters.get("rejected"):
+            reasons = counters.get("rejected_by_reason") or {}
+            detail = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items()))
+            text += f", {counters['rejected']} rejected" + (f" ({detail})" if detail else "")
         if getattr(self.receiver, "acks", False):
             age = counters.get("oldest_unacked_age")
             text += f", {counters.get('unacked', 0)} unacked"

@@ -61,6 +61,18 @@ MIN_HEARTBEAT_FREQ = 0.5
 MAX_HEARTBEAT_FREQ = 300.0
 _unpack_from = struct.unpack_from
 FRAME_END = 0xCE  # the octet that closes every AMQP frame
+HEARTBEAT_FRAME = b"\x08\x00\x00\x00\x00\x00\x00\xce"
+DEFAULT_FRAME_MAX = 131072  # py-amqp's and RabbitMQ's default, until the connection says
+# Octets of each fixed-size AMQP field-table value type, as py-amqp reads them.
+_FIELD_SIZES = {
+    **dict.fromkeys(b"tbB", 1),
+    **dict.fromkeys(b"sUu", 2),
+    **dict.fromkeys(b"Iif", 4),
+    **dict.fromkeys(b"LldT", 8),
+    ord("D"): 5,
+    ord("V"): 0,
+}
+_LONG_FIELDS = frozenset(b"SxFA")  # a 4-octet length, then that many octets
 
 
 class StreamStalled(Exception):
@@ -489,28 +501,41 @@ class Receiver:
         """Plain-TCP AMQP: read big chunks and parse deliveries without py-amqp per-frame work.
 
         Frames other than `basic.deliver` + content on our channel (and heartbeats) go back to
-        py-amqp through its read buffer, so protocol handling stays py-amqp's.
+        py-amqp through its read buffer, so protocol handling stays py-amqp's. Reads are kept
+        as a list of chunks and joined only once the parser can progress (`_need`), so a large
+        message costs time linear in its size, not one re-scan and copy per read.
         """
         sock = transport.sock
         # Acks mode: wake up often, so a stored shot's ack frees the prefetch window at once.
         sock.settimeout(ACK_POLL if self.acks else TICK)
+        self._frame_max = int(getattr(amqp_conn, "frame_max", 0) or DEFAULT_FRAME_MAX)
         recv = sock.recv
         parse = self._parse
         buf = transport._read_buffer or b""
         transport._read_buffer = b""
+        chunks: list[bytes] = []  # read, not yet joined to buf
+        size = len(buf)  # len(buf) + the chunks
+        self._need = 0
         while True:
-            if len(buf) >= 7:
+            if size >= 7 and size >= self._need:
+                if chunks:
+                    chunks.insert(0, buf)
+                    buf = b"".join(chunks)
+                    chunks.clear()
                 pos, frames = parse(buf, channel_id)
                 amqp_conn.bytes_recv += frames
                 if pos:
                     buf = buf[pos:]
-                if len(buf) >= 7 and self._needs_amqp(buf, channel_id):
+                size = len(buf)
+                if size >= 7 and not self._discard and self._needs_amqp(buf, channel_id):
                     # One method (plus its content, if any) for py-amqp, then back to parsing.
                     transport._read_buffer = buf
                     while not amqp_conn.blocking_read(TICK):
                         pass
                     buf = transport._read_buffer
                     transport._read_buffer = b""
+                    size = len(buf)
+                    self._need = 0
                     continue
             if self._ack_request is not self._acked:
                 self._perform_ack()
@@ -523,17 +548,43 @@ class Receiver:
                 continue
             if not data:
                 raise ConnectionError("server closed the connection")
-            buf = buf + data if buf else data
+            if buf:
+                chunks.append(data)
+            else:
+                buf = data
+            size += len(data)
+
+    _frame_max = DEFAULT_FRAME_MAX
+    _need = 0  # buffer length below which `_parse` cannot progress (relative to its start)
+    _discard = 0  # body bytes still to skip of a message over the size limit
+    _discard_tag: Any = None
 
     def _parse(self, buf: bytes, channel_id: int) -> tuple[int, int]:
-        """Ingest every complete delivery at the head of `buf`; return (bytes used, frames)."""
+        """Ingest every complete delivery at the head of `buf`; return (bytes used, frames).
+
+        Sets `_need`, the length `buf[used:]` must reach before parsing again can progress.
+        Frames are checked against the spec and `frame_max`: anything malformed raises
+        ConnectionError (the connection is re-made; a corrupt stream is never guessed at).
+        A message whose announced size exceeds `max_message_size` is not buffered: its body
+        frames are skipped as they arrive and the message is rejected as `too-large`.
+        """
         unpack = _unpack_from
         ingest = self._ingest
+        frame_max = self._frame_max
         pos, size, frames = 0, len(buf), 0
-        while size - pos >= 7:
+        need = 0
+        while True:
+            if size - pos < 7:
+                need = pos + 7
+                break
             ftype, chan, flen = unpack(">BHI", buf, pos)
+            if flen > frame_max:
+                raise ConnectionError(
+                    f"AMQP framing error: a frame of {flen} bytes exceeds frame_max {frame_max}"
+                )
             end = pos + 7 + flen  # index of the frame-end octet
             if end >= size:
+                need = end + 1
                 break
             if buf[end] != FRAME_END:
                 raise ConnectionError("AMQP framing error: bad frame end")
@@ -541,70 +592,130 @@ class Receiver:
                 frames += 1
                 pos = end + 1
                 continue
-            if ftype != 1 or chan != channel_id or unpack(">HH", buf, pos + 7) != (60, 60):
+            if self._discard and chan == channel_id:
+                self._skip_body(ftype, flen)
+                frames += 1
+                pos = end + 1
+                continue
+            if (
+                ftype != 1
+                or chan != channel_id
+                or flen < 4
+                or unpack(">HH", buf, pos + 7) != (60, 60)
+            ):
                 break  # not a delivery of ours: py-amqp's job
-            # basic.deliver arguments: consumer-tag (shortstr), then delivery-tag (longlong)
-            p = pos + 11
-            p += 1 + buf[p]
-            tag = unpack(">Q", buf, p)[0]
-            h, count = end + 1, 2  # content header frame (heartbeats may come in between)
-            while size - h >= 7 and buf[h] == 8:
-                h += 8 + unpack(">I", buf, h + 3)[0]
-                count += 1
-            if size - h < 7:
-                break
-            htype, _, hlen = unpack(">BHI", buf, h)
-            if htype != 2:
-                raise ConnectionError("AMQP framing error: content header expected")
-            hend = h + 7 + hlen
-            if hend >= size:
-                break
-            if buf[hend] != FRAME_END:
-                raise ConnectionError("AMQP framing error: bad frame end")
-            body_size, flags = unpack(">QH", buf, h + 11)
-            q = h + 21
-            ctype = cenc = None
-            compressed = False
-            if flags & 0x8000:
-                n = buf[q]
-                ctype = buf[q + 1 : q + 1 + n].decode("latin-1")
-                q += 1 + n
-            if flags & 0x4000:
-                n = buf[q]
-                cenc = buf[q + 1 : q + 1 + n].decode("latin-1")
-                q += 1 + n
-            if flags & 0x2000:
-                n = unpack(">I", buf, q)[0]
-                compressed = b"\x0bcompression" in buf[q + 4 : q + 4 + n]
-            b = hend + 1  # body frames
-            chunks: list[bytes] = []
-            got = 0
-            while got < body_size:
-                if size - b < 7:
+            try:
+                # basic.deliver arguments: consumer-tag (shortstr), then delivery-tag (longlong)
+                p = pos + 11
+                p += 1 + buf[p]
+                if p + 8 > end:
+                    raise ValueError("basic.deliver shorter than its arguments")
+                tag = unpack(">Q", buf, p)[0]
+                h, count = end + 1, 2  # content header frame (heartbeats may come in between)
+                while size - h >= 8 and buf[h] == 8:
+                    if buf[h : h + 8] != HEARTBEAT_FRAME:
+                        raise ValueError("malformed heartbeat frame")
+                    h += 8
+                    count += 1
+                if size - h < 7 or (buf[h] == 8 and size - h < 8):
+                    need = h + 8  # a header frame is longer: a safe lower bound
                     break
-                btype, _, blen = unpack(">BHI", buf, b)
-                bend = b + 7 + blen
-                if bend >= size:
+                htype, hchan, hlen = unpack(">BHI", buf, h)
+                if htype != 2 or hchan != channel_id:
+                    raise ValueError("content header expected")
+                if hlen > frame_max or hlen < 14:
+                    raise ValueError(f"content header of {hlen} bytes")
+                hend = h + 7 + hlen
+                if hend >= size:
+                    need = hend + 1
                     break
-                if buf[bend] != FRAME_END:
-                    raise ConnectionError("AMQP framing error: bad frame end")
-                if btype == 8:  # a heartbeat between body frames
+                if buf[hend] != FRAME_END:
+                    raise ValueError("bad frame end")
+                body_size, flags = unpack(">QH", buf, h + 11)
+                q = h + 21
+                ctype = cenc = None
+                compressed = False
+                if flags & 0x8000:
+                    n = buf[q]
+                    if q + 1 + n > hend:
+                        raise ValueError("content-type runs past its frame")
+                    ctype = buf[q + 1 : q + 1 + n].decode("latin-1")
+                    q += 1 + n
+                if flags & 0x4000:
+                    n = buf[q]
+                    if q + 1 + n > hend:
+                        raise ValueError("content-encoding runs past its frame")
+                    cenc = buf[q + 1 : q + 1 + n].decode("latin-1")
+                    q += 1 + n
+                if flags & 0x2000:
+                    n = unpack(">I", buf, q)[0]
+                    if q + 4 + n > hend:
+                        raise ValueError("headers run past their frame")
+                    if buf.find(b"\x0bcompression", q + 4, q + 4 + n) >= 0:
+                        compressed = _table_has_key(buf, q + 4, q + 4 + n, b"compression")
+                if body_size > self.max_message_size:
+                    # Too large to buffer: skip its body frames as they come, then reject it.
+                    pos = hend + 1
+                    frames += count
+                    self._discard, self._discard_tag = body_size, tag
+                    if not body_size:
+                        self._skip_body(3, 0)
+                    continue
+                b = hend + 1  # body frames
+                chunks: list[bytes] = []
+                got = 0
+                while got < body_size:
+                    if size - b < 7:
+                        break
+                    btype, bchan, blen = unpack(">BHI", buf, b)
+                    if blen > frame_max:
+                        raise ValueError(f"a frame of {blen} bytes exceeds frame_max")
+                    bend = b + 7 + blen
+                    if bend >= size:
+                        break
+                    if buf[bend] != FRAME_END:
+                        raise ValueError("bad frame end")
+                    if btype == 8:  # a heartbeat between body frames
+                        count += 1
+                        b = bend + 1
+                        continue
+                    if btype != 3 or bchan != channel_id:
+                        raise ValueError("content body expected")
+                    chunks.append(buf[b + 7 : bend])
+                    got += blen
                     count += 1
                     b = bend + 1
-                    continue
-                if btype != 3:
-                    raise ConnectionError("AMQP framing error: content body expected")
-                chunks.append(buf[b + 7 : bend])
-                got += blen
-                count += 1
-                b = bend + 1
-            if got < body_size:
-                break  # the rest of this message is still on the wire
+                if got < body_size:
+                    # The rest of this message is still on the wire: at least its bytes plus
+                    # one frame's overhead per frame_max of them.
+                    rest = body_size - got
+                    need = b + rest + 8 * -(-rest // max(1, frame_max - 8))
+                    break
+                if got > body_size:
+                    raise ValueError("content body larger than announced")
+            except (IndexError, ValueError, struct.error) as exc:
+                raise ConnectionError(f"AMQP framing error: {exc}") from None
             pos = b
             frames += count
             body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             ingest(body, ctype, cenc, compressed, tag)
+        self._need = max(0, need - pos)
         return pos, frames
+
+    def _skip_body(self, ftype: int, flen: int) -> None:
+        """One body frame of a message over the size limit: count it off, reject at the end."""
+        if ftype != 3:
+            raise ConnectionError("AMQP framing error: content body expected")
+        left = self._discard - flen
+        if left < 0:
+            raise ConnectionError("AMQP framing error: content body larger than announced")
+        self._discard = left
+        if not left:
+            tag, self._discard_tag = self._discard_tag, None
+            self._last_tag = tag
+            self._last_message_seen = True
+            self._reject("too-large", f"body over {self.max_message_size} bytes")
+            self._handled(tag)
 
     @staticmethod
     def _needs_amqp(buf: bytes, channel_id: int) -> bool:
@@ -971,6 +1082,34 @@ class Receiver:
             hook(*args)
         except Exception:  # a failing hook must not stop ingestion
             log.exception("receiver.hook_failed", hook=getattr(hook, "__name__", repr(hook)))
+
+
+def _table_has_key(buf: bytes, start: int, end: int, key: bytes) -> bool:
+    """Whether the AMQP field table in `buf[start:end]` has the top-level `key`.
+
+    Reads the keys, skipping each value by its type, so that a header whose *value* is
+    `"compression"` is not mistaken for the key. Raises ValueError for a malformed table.
+    """
+    unpack = _unpack_from
+    p = start
+    while p < end:
+        n = buf[p]
+        name = buf[p + 1 : p + 1 + n]
+        p += 1 + n
+        kind = buf[p]
+        p += 1
+        if name == key:
+            return True
+        width = _FIELD_SIZES.get(kind)
+        if width is not None:
+            p += width
+        elif kind in _LONG_FIELDS:
+            p += 4 + unpack(">I", buf, p)[0]
+        else:
+            raise ValueError(f"unknown field type {kind!r} in the headers")
+    if p != end:
+        raise ValueError("headers table overruns its length")
+    return False
 
 
 def _describe(exc: BaseException) -> str:

@@ -236,6 +236,7 @@ def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: 
         ssl=settings.broker_ssl(),
         acks=zero_loss(settings),
         prefetch_count=settings.prefetch,
+        max_message_size=settings.max_message_size,
     )
     unwire: Callable[[], None] = lambda: None  # noqa: E731
     if receiver.acks:

@@ -37,7 +37,8 @@ def _now() -> float:
 
 
 def poison() -> list[tuple[str, bytes]]:
-    """Findings 1 and 2: unhashable worker hostnames, and fields nested 255 deep."""
+    """Findings 1 and 2: unhashable worker hostnames, fields nested 255 deep; and a message
+    over the size limit."""
     now = _now()
     task = {
         "type": "task-succeeded",
@@ -56,7 +57,8 @@ def poison() -> list[tuple[str, bytes]]:
         ("task.succeeded", {**task, "args": nested(255)}),
         ("worker.heartbeat", {**worker, "type": "worker-heartbeat", "loadavg": nested(255)}),
     ]
-    return [(key, json.dumps(body).encode()) for key, body in bodies]
+    big = {**task, "uuid": "poison-big", "result": "x" * 100_000}  # over --max-message-size
+    return [(key, json.dumps(body).encode()) for key, body in [*bodies, ("task.x", big)]]
 
 
 def with_poison(n_tasks: int) -> tuple[list[tuple[str, bytes]], dict[str, str]]:
@@ -105,7 +107,7 @@ def test_poison_between_good_events_stops_nothing_on_rabbitmq(
     stored, the poison counted by reason, no reconnect; in zero-loss mode the queue drains."""
     exchange, queue = unique("px"), unique("pq")
     messages, expected = with_poison(200)
-    evcam = Evcam(tmp_path, rabbitmq_url, exchange, queue)
+    evcam = Evcam(tmp_path, rabbitmq_url, exchange, queue, "--max-message-size", "65536")
     if zero_loss:
         declare(rabbitmq_url, exchange, queue)
     else:
@@ -118,11 +120,11 @@ def test_poison_between_good_events_stops_nothing_on_rabbitmq(
         assert wait_until(lambda: consuming(evcam), 30)
         publisher.start()
         evcam.wait_stored(expected, timeout=60)
-        assert wait_until(lambda: evcam.statuses()[-1]["rejected"] >= 6, 10)
+        assert wait_until(lambda: evcam.statuses()[-1]["rejected"] >= 7, 10)
         evcam.kill(signal.SIGTERM)
         statuses = assert_no_reconnect(evcam)
         reasons = statuses[-1]["rejected_by_reason"]
-        assert reasons == {"invalid-worker-event": 4, "invalid-task-event": 2}
+        assert reasons == {"invalid-worker-event": 4, "invalid-task-event": 2, "too-large": 1}
         if zero_loss:
             assert queue_depth(rabbitmq_url, queue) == 0
     finally:

@@ -662,7 +662,7 @@ class Receiver:
                         self._skip_body(3, 0)
                     continue
                 b = hend + 1  # body frames
-                chunks: list[bytes] = []
+                spans: list[tuple[int, int]] = []
                 got = 0
                 while got < body_size:
                     if size - b < 7:
@@ -681,7 +681,7 @@ class Receiver:
                         continue
                     if btype != 3 or bchan != channel_id:
                         raise ValueError("content body expected")
-                    chunks.append(buf[b + 7 : bend])
+                    spans.append((b + 7, bend))
                     got += blen
                     count += 1
                     b = bend + 1
@@ -697,7 +697,12 @@ class Receiver:
                 raise ConnectionError(f"AMQP framing error: {exc}") from None
             pos = b
             frames += count
-            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            if len(spans) == 1:
+                body = buf[spans[0][0] : spans[0][1]]
+            else:  # one copy of a body split over frames
+                view = memoryview(buf)
+                body = b"".join([view[start:stop] for start, stop in spans])
+                view.release()
             ingest(body, ctype, cenc, compressed, tag)
         self._need = max(0, need - pos)
         return pos, frames

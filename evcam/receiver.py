@@ -339,6 +339,7 @@ class Receiver:
 
     def _connect(self) -> None:
         log.info("receiver.connecting", url=self.url)
+        self._discard, self._discard_tag = 0, None  # a skipped message died with the old one
         conn = self._template.clone()
         self._conn = conn
         conn.connect()

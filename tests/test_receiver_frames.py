@@ -295,3 +295,24 @@ def test_a_large_message_is_parsed_in_linear_work(receiver: Receiver) -> None:
         theirs.close()
     assert scanned[0] <= 3 * len(stream), scanned[0] / len(stream)
     assert receiver.stats.rejected == 0
+
+
+def test_a_reconnect_forgets_a_half_skipped_message() -> None:
+    """A connection lost while an oversized body was being skipped must not make the next
+    connection's first delivery look like the rest of that body (a reconnect loop)."""
+    r = Receiver(State(), "amqp://guest:guest@127.0.0.1:1//", wakeup=False, max_message_size=300)
+    big = b"[" + b",".join([event(0)] * 20) + b"]"
+    half = delivery(1, big, max_body=100)[:400]
+    r._parse(half, CHANNEL)
+    assert r._discard
+    r._template.clone = lambda: _Unconnected()  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError, match="test"):
+        r._connect()
+    assert not r._discard
+    r._parse(delivery(1, event(3)), CHANNEL)
+    assert list(r.state.tasks) == ["t3"]
+
+
+class _Unconnected:
+    def connect(self) -> None:
+        raise ConnectionError("test: no broker")

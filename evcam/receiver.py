@@ -736,14 +736,20 @@ class Receiver:
 
     def _on_amqp_message(self, message: Any) -> None:
         """py-amqp callback (TLS, or deliveries read while py-amqp had the socket)."""
-        props = message.properties
-        headers = props.get("application_headers") or {}
+        try:
+            props = message.properties
+            headers = props.get("application_headers") or {}
+            tag = message.delivery_info["delivery_tag"]
+            compressed = type(headers) is not dict or "compression" in headers
+        except Exception as exc:  # py-amqp builds these; a message without them is poison
+            self._reject("bad-envelope", _describe(exc), exc)
+            return
         self._ingest(
             message.body,
             props.get("content_type"),
             props.get("content_encoding"),
-            "compression" in headers,
-            message.delivery_info["delivery_tag"],
+            compressed,
+            tag,
         )
 
     def _on_kombu_message(self, message: Any) -> None:

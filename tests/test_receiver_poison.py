@@ -158,10 +158,11 @@ def test_malformed_redis_envelopes_are_rejected_without_a_reconnect(
     tmp_path: Path, redis_url: str
 ) -> None:
     """Finding 6: non-string content-type/encoding, non-dict headers and a non-dict envelope
-    on Redis pub/sub (where a reconnect drops what is published meanwhile): each is rejected,
-    the good events before and after are all stored, and the daemon never reconnects."""
+    on Redis pub/sub (where a reconnect drops what is published meanwhile), with the poison
+    of findings 1 and 2 too: each is rejected, the good events before and after are all
+    stored, and the daemon never reconnects."""
     exchange = unique("rx")
-    evcam = Evcam(tmp_path, redis_url, exchange, unique("rq"))
+    evcam = Evcam(tmp_path, redis_url, exchange, unique("rq"), "--max-message-size", "65536")
     without_queue(evcam)
     messages, expected = lifecycles(40, seed=31)
     half = len(messages) // 2
@@ -172,6 +173,7 @@ def test_malformed_redis_envelopes_are_rejected_without_a_reconnect(
         redis_envelope(b"{}", "x", exchange, headers=["compression"]),
         redis_envelope(b"{}", "x", exchange, headers="compression"),
         ["not", "an", "envelope"],
+        *poison(),
     ]
     try:
         evcam.start()
@@ -194,10 +196,17 @@ def test_malformed_redis_envelopes_are_rejected_without_a_reconnect(
                         item = redis_envelope(body, key, exchange)
                     channel._put_fanout(exchange, item, "worker.heartbeat")
         evcam.wait_stored(expected, timeout=60)
-        assert wait_until(lambda: evcam.statuses()[-1]["rejected"] >= len(hostile), 10)
+        assert wait_until(lambda: evcam.statuses()[-1]["rejected"] >= 13, 10)
         evcam.kill(signal.SIGTERM)
         statuses = assert_no_reconnect(evcam)
         reasons = statuses[-1]["rejected_by_reason"]
-        assert reasons == {"content-type": 2, "content-encoding": 1, "bad-envelope": 3}
+        assert reasons == {
+            "content-type": 2,
+            "content-encoding": 1,
+            "bad-envelope": 3,
+            "invalid-worker-event": 4,
+            "invalid-task-event": 2,
+            "too-large": 1,
+        }
     finally:
         evcam.kill(signal.SIGKILL)

@@ -3,7 +3,10 @@
 `Receiver.run()` connects (kombu), declares the event exchange and a queue, broadcasts the
 `heartbeat` wake-up on `celery.pidbox`, consumes, and reconnects forever with capped exponential
 backoff and jitter. Nothing a producer sends can end the loop: non-JSON or malformed messages
-are rejected, counted and logged (rate-limited); an event list keeps its good elements.
+are rejected, counted by reason and logged (rate-limited); an event list keeps its good
+elements. Any exception while one message is handled is confined to it (`poison`), never a
+reconnect; only transport errors (and malformed frames) re-make the connection. Messages over
+`max_message_size` are rejected without being buffered.
 
 Hot path on plain-TCP AMQP: kombu manages the connection, but the receiver reads the socket
 itself in large chunks and parses `basic.deliver` frames directly; every other frame is handed
@@ -869,6 +872,7 @@ class Receiver:
                     continue
                 if etype[:1] == "w":
                     self._track_worker(etype, event)
+                # Here, and only here, an event has been applied to the state.
             except Exception as exc:  # poison: confined to this event, never a reconnect
                 self._reject("poison", _describe(exc), exc)
                 continue

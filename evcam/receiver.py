@@ -666,6 +666,14 @@ class Receiver:
                         self._skip_body(3, 0)
                     continue
                 b = hend + 1  # body frames
+                if not body_size:
+                    # No body follows an empty header, so a body frame next means the size
+                    # was wrong: wait for the next frame's header before trusting it.
+                    if size - b < 7:
+                        need = b + 7
+                        break
+                    if buf[b] == 3 and unpack(">H", buf, b + 1)[0] == channel_id:
+                        raise ValueError("content body after an empty content header")
                 spans: list[tuple[int, int]] = []
                 got = 0
                 while got < body_size:

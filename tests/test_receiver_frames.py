@@ -316,3 +316,13 @@ def test_a_reconnect_forgets_a_half_skipped_message() -> None:
 class _Unconnected:
     def connect(self) -> None:
         raise ConnectionError("test: no broker")
+
+
+def test_a_body_after_an_empty_content_header_is_a_connection_error(receiver: Receiver) -> None:
+    """A header announcing 0 bytes followed by a body frame (a corrupt size) is refused, not
+    taken for an empty message (found by the framing property test)."""
+    body = event(1)
+    stream = method_frame(1) + header_frame(0, struct.pack(">H", 0)) + frame(3, body)
+    with pytest.raises(ConnectionError, match="empty content header"):
+        receiver._parse(stream, CHANNEL)
+    assert receiver.stats.messages == 0

@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 BROKER ?= amqp://guest:guest@127.0.0.1:5672//
 PYTEST_ARGS ?=
 
-.PHONY: install test lint bench run clean
+.PHONY: install test lint bench fuzz run clean
 
 # Re-install whenever pyproject.toml changes, so a fresh clone and an old venv both work.
 $(STAMP): pyproject.toml
@@ -26,6 +26,12 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The suite's property tests of the frame parser and the ingest path, run for minutes.
+FUZZ_EXAMPLES ?= 5000
+fuzz: $(STAMP)
+	EVCAM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:cacheprovider \
+		--timeout 0 tests/test_receiver_fuzz.py
 
 run: $(STAMP)
 	$(BIN)/evcam --foreground --broker $(BROKER) --loglevel INFO

@@ -90,9 +90,7 @@ def _evcam(queue: str, celery_state: bool = False) -> float:
     else:
         from evcam.state import State
     state = State()
-    receiver = Receiver(
-        state, URL, exchange=EXCHANGE, queue=queue, wakeup=False, stats_interval=None
-    )
+    receiver = Receiver(state, URL, exchange=EXCHANGE, queue=queue, wakeup=False)
     wall_start, started = time.time(), time.perf_counter()
 
     def on_iteration() -> None:

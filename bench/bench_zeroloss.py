@@ -64,9 +64,7 @@ def _drain(queue: str, acks: bool, db: str, max_tasks: int) -> dict[str, float]:
 
     state = State(max_tasks_in_memory=max_tasks, max_workers_in_memory=5_000)
     camera = SQLCamera(state, freq=FREQ, url=f"sqlite:///{db}")
-    receiver = Receiver(
-        state, URL, exchange=EXCHANGE, queue=queue, wakeup=False, acks=acks, stats_interval=None
-    )
+    receiver = Receiver(state, URL, exchange=EXCHANGE, queue=queue, wakeup=False, acks=acks)
     stored = [0]
 
     def on_stored(sender: Any, snapshot: Any = None, **_: Any) -> None:

@@ -198,6 +198,13 @@ class Main(click.Group):
     help="Zero-loss mode: most unacknowledged messages evcam holds.",
 )
 @click.option(
+    "--max-message-size",
+    type=click.IntRange(min=1024),
+    default=16 * 1024 * 1024,
+    show_default=True,
+    help="Largest message body in bytes; larger messages are rejected (too-large).",
+)
+@click.option(
     "--wakeup/--no-wakeup", default=True, show_default=True, help="Ask workers to say hello."
 )
 @click.option("--heartbeat", type=click.FloatRange(min=0), default=60.0, show_default=True)

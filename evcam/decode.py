@@ -25,13 +25,21 @@ class Rejected(Exception):
 
 
 def check_content(content_type: str | None, content_encoding: str | None, compressed: bool) -> None:
-    """Refuse anything not labelled as plain JSON before looking at the body."""
+    """Refuse anything not labelled as plain JSON before looking at the body.
+
+    The labels come from the producer's envelope: a label that is not a string (a number, a
+    list, as a hand-made Redis envelope may carry) is refused like a wrong one.
+    """
+    if content_type is not None and type(content_type) is not str:
+        raise Rejected("content-type", f"not a string: {type(content_type).__name__}")
+    if content_encoding is not None and type(content_encoding) is not str:
+        raise Rejected("content-encoding", f"not a string: {type(content_encoding).__name__}")
     if content_type not in JSON_CONTENT_TYPES:
         base = (content_type or "").split(";", 1)[0].strip().lower()
         if base not in JSON_CONTENT_TYPES:
-            raise Rejected("content-type", repr(content_type))
+            raise Rejected("content-type", repr(content_type)[:100])
     if content_encoding not in JSON_ENCODINGS and content_encoding.lower() not in JSON_ENCODINGS:
-        raise Rejected("content-encoding", repr(content_encoding))
+        raise Rejected("content-encoding", repr(content_encoding)[:100])
     if compressed:
         raise Rejected("compressed", "compressed bodies are not accepted")
 

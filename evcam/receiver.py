@@ -3,7 +3,10 @@
 `Receiver.run()` connects (kombu), declares the event exchange and a queue, broadcasts the
 `heartbeat` wake-up on `celery.pidbox`, consumes, and reconnects forever with capped exponential
 backoff and jitter. Nothing a producer sends can end the loop: non-JSON or malformed messages
-are rejected, counted and logged (rate-limited); an event list keeps its good elements.
+are rejected, counted by reason and logged (rate-limited); an event list keeps its good
+elements. Any exception while one message is handled is confined to it (`poison`), never a
+reconnect; only transport errors (and malformed frames) re-make the connection. Messages over
+`max_message_size` are rejected without being buffered.
 
 Hot path on plain-TCP AMQP: kombu manages the connection, but the receiver reads the socket
 itself in large chunks and parses `basic.deliver` frames directly; every other frame is handed
@@ -53,8 +56,26 @@ PIDBOX_EXCHANGE = "celery.pidbox"
 ACK_POLL = 0.02  # acks mode: longest wait before a requested ack is sent
 TICK = 0.5  # seconds between housekeeping passes (hooks, heartbeats, acks, watchdog)
 REJECT_LOG_INTERVAL = 10.0  # at most one log line per rejection reason per interval
+#: Default largest message body accepted (bytes); larger ones are rejected as `too-large`.
+#: Celery's events are a few hundred bytes; a batch of them a few hundred KiB.
+MAX_MESSAGE_SIZE = 16 * 1024 * 1024
+#: Heartbeat intervals (seconds) the watchdog trusts from `worker-online`/`worker-heartbeat`.
+MIN_HEARTBEAT_FREQ = 0.5
+MAX_HEARTBEAT_FREQ = 300.0
 _unpack_from = struct.unpack_from
 FRAME_END = 0xCE  # the octet that closes every AMQP frame
+HEARTBEAT_FRAME = b"\x08\x00\x00\x00\x00\x00\x00\xce"
+DEFAULT_FRAME_MAX = 131072  # py-amqp's and RabbitMQ's default, until the connection says
+# Octets of each fixed-size AMQP field-table value type, as py-amqp reads them.
+_FIELD_SIZES = {
+    **dict.fromkeys(b"tbB", 1),
+    **dict.fromkeys(b"sUu", 2),
+    **dict.fromkeys(b"Iif", 4),
+    **dict.fromkeys(b"LldT", 8),
+    ord("D"): 5,
+    ord("V"): 0,
+}
+_LONG_FIELDS = frozenset(b"SxFA")  # a 4-octet length, then that many octets
 
 
 class StreamStalled(Exception):
@@ -96,6 +117,7 @@ class ReceiverStats:
             "events": self.events,
             "messages": self.messages,
             "rejected": self.rejected,
+            "rejected_by_reason": dict(self.rejected_by_reason),
             "reconnects": self.reconnects,
             "last_event_age": None if age is None else round(age, 3),
             "events_per_second": round(self.events_per_second, 1),
@@ -138,10 +160,10 @@ class Receiver:
         backoff_start: float = 1.0,
         backoff_max: float = 30.0,
         watchdog: float | None = 0.0,
-        stats_interval: float | None = 60.0,
         node_id: str | None = None,
         transport_options: dict[str, Any] | None = None,
         ssl: Any = None,
+        max_message_size: int = MAX_MESSAGE_SIZE,
     ) -> None:
         # Connection settings: for a URL, evcam's defaults (heartbeat 60 s, connect timeout
         # 1 s); for a Connection, its own, with those given here applied on top (a copy: the
@@ -193,7 +215,6 @@ class Receiver:
         # watchdog: seconds of silence tolerated while workers are alive; 0 = automatic
         # (5 heartbeat intervals, at least 15 s); None = off.
         self.watchdog = watchdog
-        self.stats_interval = stats_interval
         self.node_id = node_id or uuid.uuid4().hex
         self.url = self._template.as_uri()  # password masked by kombu
 
@@ -226,12 +247,14 @@ class Receiver:
         self._room = threading.Event()
         if acks:
             self._set_stored_seq(0)
-        self._alive_workers: dict[str, float] = {}  # hostname -> heartbeat freq
+        # hostname -> heartbeat freq (clamped), insertion-ordered, at most `_max_workers`.
+        self._alive_workers: dict[str, float] = {}
         self._last_message = time.monotonic()
         self._next_tick = 0.0
-        self._next_stats = 0.0
         self._rate_mark = (time.monotonic(), 0)
         self._reject_logged: dict[str, tuple[float, int]] = {}
+        self._state_rejections = getattr(state, "rejected_count", 0)
+        self.max_message_size = max_message_size
 
     # ------------------------------------------------------------------ public API
 
@@ -337,6 +360,7 @@ class Receiver:
 
     def _connect(self) -> None:
         log.info("receiver.connecting", url=self.url)
+        self._discard, self._discard_tag = 0, None  # a skipped message died with the old one
         conn = self._template.clone()
         self._conn = conn
         conn.connect()
@@ -458,11 +482,13 @@ class Receiver:
                 queues=[self._bound_queue],
                 no_ack=not self.acks,
                 on_message=self._on_kombu_message,
+                on_decode_error=self._on_decode_error,
                 accept=["json"],
             )
             if self.acks:
                 consumer.qos(prefetch_count=self.prefetch_count)
             consumer.consume()
+            self._guard_envelopes(channel, queue)
         if self.wakeup and self.driver == "amqp":
             self._wakeup()  # basic.consume-ok came back: the queue is listening
         self.stats.connected = True
@@ -497,28 +523,41 @@ class Receiver:
         """Plain-TCP AMQP: read big chunks and parse deliveries without py-amqp per-frame work.
 
         Frames other than `basic.deliver` + content on our channel (and heartbeats) go back to
-        py-amqp through its read buffer, so protocol handling stays py-amqp's.
+        py-amqp through its read buffer, so protocol handling stays py-amqp's. Reads are kept
+        as a list of chunks and joined only once the parser can progress (`_need`), so a large
+        message costs time linear in its size, not one re-scan and copy per read.
         """
         sock = transport.sock
         # Acks mode: wake up often, so a stored shot's ack frees the prefetch window at once.
         sock.settimeout(ACK_POLL if self.acks else TICK)
+        self._frame_max = int(getattr(amqp_conn, "frame_max", 0) or DEFAULT_FRAME_MAX)
         recv = sock.recv
         parse = self._parse
         buf = transport._read_buffer or b""
         transport._read_buffer = b""
+        chunks: list[bytes] = []  # read, not yet joined to buf
+        size = len(buf)  # len(buf) + the chunks
+        self._need = 0
         while True:
-            if len(buf) >= 7:
+            if size >= 7 and size >= self._need:
+                if chunks:
+                    chunks.insert(0, buf)
+                    buf = b"".join(chunks)
+                    chunks.clear()
                 pos, frames = parse(buf, channel_id)
                 amqp_conn.bytes_recv += frames
                 if pos:
                     buf = buf[pos:]
-                if len(buf) >= 7 and self._needs_amqp(buf, channel_id):
+                size = len(buf)
+                if size >= 7 and not self._discard and self._needs_amqp(buf, channel_id):
                     # One method (plus its content, if any) for py-amqp, then back to parsing.
                     transport._read_buffer = buf
                     while not amqp_conn.blocking_read(TICK):
                         pass
                     buf = transport._read_buffer
                     transport._read_buffer = b""
+                    size = len(buf)
+                    self._need = 0
                     continue
             if self._ack_request is not self._acked:
                 self._perform_ack()
@@ -531,17 +570,43 @@ class Receiver:
                 continue
             if not data:
                 raise ConnectionError("server closed the connection")
-            buf = buf + data if buf else data
+            if buf:
+                chunks.append(data)
+            else:
+                buf = data
+            size += len(data)
+
+    _frame_max = DEFAULT_FRAME_MAX
+    _need = 0  # buffer length below which `_parse` cannot progress (relative to its start)
+    _discard = 0  # body bytes still to skip of a message over the size limit
+    _discard_tag: Any = None
 
     def _parse(self, buf: bytes, channel_id: int) -> tuple[int, int]:
-        """Ingest every complete delivery at the head of `buf`; return (bytes used, frames)."""
+        """Ingest every complete delivery at the head of `buf`; return (bytes used, frames).
+
+        Sets `_need`, the length `buf[used:]` must reach before parsing again can progress.
+        Frames are checked against the spec and `frame_max`: anything malformed raises
+        ConnectionError (the connection is re-made; a corrupt stream is never guessed at).
+        A message whose announced size exceeds `max_message_size` is not buffered: its body
+        frames are skipped as they arrive and the message is rejected as `too-large`.
+        """
         unpack = _unpack_from
         ingest = self._ingest
+        frame_max = self._frame_max
         pos, size, frames = 0, len(buf), 0
-        while size - pos >= 7:
+        need = 0
+        while True:
+            if size - pos < 7:
+                need = pos + 7
+                break
             ftype, chan, flen = unpack(">BHI", buf, pos)
+            if flen > frame_max:
+                raise ConnectionError(
+                    f"AMQP framing error: a frame of {flen} bytes exceeds frame_max {frame_max}"
+                )
             end = pos + 7 + flen  # index of the frame-end octet
             if end >= size:
+                need = end + 1
                 break
             if buf[end] != FRAME_END:
                 raise ConnectionError("AMQP framing error: bad frame end")
@@ -549,70 +614,143 @@ class Receiver:
                 frames += 1
                 pos = end + 1
                 continue
-            if ftype != 1 or chan != channel_id or unpack(">HH", buf, pos + 7) != (60, 60):
+            if self._discard and chan == channel_id:
+                self._skip_body(ftype, flen)
+                frames += 1
+                pos = end + 1
+                continue
+            if (
+                ftype != 1
+                or chan != channel_id
+                or flen < 4
+                or unpack(">HH", buf, pos + 7) != (60, 60)
+            ):
                 break  # not a delivery of ours: py-amqp's job
-            # basic.deliver arguments: consumer-tag (shortstr), then delivery-tag (longlong)
-            p = pos + 11
-            p += 1 + buf[p]
-            tag = unpack(">Q", buf, p)[0]
-            h, count = end + 1, 2  # content header frame (heartbeats may come in between)
-            while size - h >= 7 and buf[h] == 8:
-                h += 8 + unpack(">I", buf, h + 3)[0]
-                count += 1
-            if size - h < 7:
-                break
-            htype, _, hlen = unpack(">BHI", buf, h)
-            if htype != 2:
-                raise ConnectionError("AMQP framing error: content header expected")
-            hend = h + 7 + hlen
-            if hend >= size:
-                break
-            if buf[hend] != FRAME_END:
-                raise ConnectionError("AMQP framing error: bad frame end")
-            body_size, flags = unpack(">QH", buf, h + 11)
-            q = h + 21
-            ctype = cenc = None
-            compressed = False
-            if flags & 0x8000:
-                n = buf[q]
-                ctype = buf[q + 1 : q + 1 + n].decode("latin-1")
-                q += 1 + n
-            if flags & 0x4000:
-                n = buf[q]
-                cenc = buf[q + 1 : q + 1 + n].decode("latin-1")
-                q += 1 + n
-            if flags & 0x2000:
-                n = unpack(">I", buf, q)[0]
-                compressed = b"\x0bcompression" in buf[q + 4 : q + 4 + n]
-            b = hend + 1  # body frames
-            chunks: list[bytes] = []
-            got = 0
-            while got < body_size:
-                if size - b < 7:
+            try:
+                # basic.deliver arguments: consumer-tag (shortstr), then delivery-tag (longlong)
+                p = pos + 11
+                p += 1 + buf[p]
+                if p + 8 > end:
+                    raise ValueError("basic.deliver shorter than its arguments")
+                tag = unpack(">Q", buf, p)[0]
+                h, count = end + 1, 2  # content header frame (heartbeats may come in between)
+                while size - h >= 8 and buf[h] == 8:
+                    if buf[h : h + 8] != HEARTBEAT_FRAME:
+                        raise ValueError("malformed heartbeat frame")
+                    h += 8
+                    count += 1
+                if size - h < 7 or (buf[h] == 8 and size - h < 8):
+                    need = h + 8  # a header frame is longer: a safe lower bound
                     break
-                btype, _, blen = unpack(">BHI", buf, b)
-                bend = b + 7 + blen
-                if bend >= size:
+                htype, hchan, hlen = unpack(">BHI", buf, h)
+                if htype != 2 or hchan != channel_id:
+                    raise ValueError("content header expected")
+                if hlen > frame_max or hlen < 14:
+                    raise ValueError(f"content header of {hlen} bytes")
+                hend = h + 7 + hlen
+                if hend >= size:
+                    need = hend + 1
                     break
-                if buf[bend] != FRAME_END:
-                    raise ConnectionError("AMQP framing error: bad frame end")
-                if btype == 8:  # a heartbeat between body frames
+                if buf[hend] != FRAME_END:
+                    raise ValueError("bad frame end")
+                body_size, flags = unpack(">QH", buf, h + 11)
+                q = h + 21
+                ctype = cenc = None
+                compressed = False
+                if flags & 0x8000:
+                    n = buf[q]
+                    if q + 1 + n > hend:
+                        raise ValueError("content-type runs past its frame")
+                    ctype = buf[q + 1 : q + 1 + n].decode("latin-1")
+                    q += 1 + n
+                if flags & 0x4000:
+                    n = buf[q]
+                    if q + 1 + n > hend:
+                        raise ValueError("content-encoding runs past its frame")
+                    cenc = buf[q + 1 : q + 1 + n].decode("latin-1")
+                    q += 1 + n
+                if flags & 0x2000:
+                    n = unpack(">I", buf, q)[0]
+                    if q + 4 + n > hend:
+                        raise ValueError("headers run past their frame")
+                    if buf.find(b"\x0bcompression", q + 4, q + 4 + n) >= 0:
+                        compressed = _table_has_key(buf, q + 4, q + 4 + n, b"compression")
+                if body_size > self.max_message_size:
+                    # Too large to buffer: skip its body frames as they come, then reject it.
+                    pos = hend + 1
+                    frames += count
+                    self._discard, self._discard_tag = body_size, tag
+                    if not body_size:
+                        self._skip_body(3, 0)
+                    continue
+                b = hend + 1  # body frames
+                if not body_size:
+                    # No body follows an empty header, so a body frame next means the size
+                    # was wrong: wait for the next frame's header before trusting it.
+                    if size - b < 7:
+                        need = b + 7
+                        break
+                    if buf[b] == 3 and unpack(">H", buf, b + 1)[0] == channel_id:
+                        raise ValueError("content body after an empty content header")
+                spans: list[tuple[int, int]] = []
+                got = 0
+                while got < body_size:
+                    if size - b < 7:
+                        break
+                    btype, bchan, blen = unpack(">BHI", buf, b)
+                    if blen > frame_max:
+                        raise ValueError(f"a frame of {blen} bytes exceeds frame_max")
+                    bend = b + 7 + blen
+                    if bend >= size:
+                        break
+                    if buf[bend] != FRAME_END:
+                        raise ValueError("bad frame end")
+                    if btype == 8:  # a heartbeat between body frames
+                        count += 1
+                        b = bend + 1
+                        continue
+                    if btype != 3 or bchan != channel_id:
+                        raise ValueError("content body expected")
+                    spans.append((b + 7, bend))
+                    got += blen
                     count += 1
                     b = bend + 1
-                    continue
-                if btype != 3:
-                    raise ConnectionError("AMQP framing error: content body expected")
-                chunks.append(buf[b + 7 : bend])
-                got += blen
-                count += 1
-                b = bend + 1
-            if got < body_size:
-                break  # the rest of this message is still on the wire
+                if got < body_size:
+                    # The rest of this message is still on the wire: at least its bytes plus
+                    # one frame's overhead per frame_max of them.
+                    rest = body_size - got
+                    need = b + rest + 8 * -(-rest // max(1, frame_max - 8))
+                    break
+                if got > body_size:
+                    raise ValueError("content body larger than announced")
+            except (IndexError, ValueError, struct.error) as exc:
+                raise ConnectionError(f"AMQP framing error: {exc}") from None
             pos = b
             frames += count
-            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            if len(spans) == 1:
+                body = buf[spans[0][0] : spans[0][1]]
+            else:  # one copy of a body split over frames
+                view = memoryview(buf)
+                body = b"".join([view[start:stop] for start, stop in spans])
+                view.release()
             ingest(body, ctype, cenc, compressed, tag)
+        self._need = max(0, need - pos)
         return pos, frames
+
+    def _skip_body(self, ftype: int, flen: int) -> None:
+        """One body frame of a message over the size limit: count it off, reject at the end."""
+        if ftype != 3:
+            raise ConnectionError("AMQP framing error: content body expected")
+        left = self._discard - flen
+        if left < 0:
+            raise ConnectionError("AMQP framing error: content body larger than announced")
+        self._discard = left
+        if not left:
+            tag, self._discard_tag = self._discard_tag, None
+            self._last_tag = tag
+            self._last_message_seen = True
+            self._reject("too-large", f"body over {self.max_message_size} bytes")
+            self._handled(tag)
 
     @staticmethod
     def _needs_amqp(buf: bytes, channel_id: int) -> bool:
@@ -627,25 +765,77 @@ class Receiver:
 
     def _on_amqp_message(self, message: Any) -> None:
         """py-amqp callback (TLS, or deliveries read while py-amqp had the socket)."""
-        props = message.properties
-        headers = props.get("application_headers") or {}
+        try:
+            props = message.properties
+            headers = props.get("application_headers") or {}
+            tag = message.delivery_info["delivery_tag"]
+            compressed = type(headers) is not dict or "compression" in headers
+        except Exception as exc:  # py-amqp builds these; a message without them is poison
+            self._reject("bad-envelope", _describe(exc), exc)
+            return
         self._ingest(
             message.body,
             props.get("content_type"),
             props.get("content_encoding"),
-            "compression" in headers,
-            message.delivery_info["delivery_tag"],
+            compressed,
+            tag,
         )
 
     def _on_kombu_message(self, message: Any) -> None:
-        """kombu callback (Redis and other virtual transports): the raw body, not decoded."""
-        self._ingest(
-            message.body,
-            message.content_type,
-            message.content_encoding,
-            "compression" in (message.headers or {}),
-            message.delivery_tag,
-        )
+        """kombu callback (Redis and other virtual transports): the raw body, not decoded.
+
+        The envelope is the producer's JSON on these transports, so every part of it is
+        checked: a malformed one is rejected like a malformed body.
+        """
+        tag = getattr(message, "delivery_tag", None)
+        try:
+            headers = message.headers
+            if headers is not None and type(headers) is not dict:
+                raise Rejected("bad-envelope", f"headers is {type(headers).__name__}")
+            body = message.body
+            if not isinstance(body, bytes | str):
+                raise Rejected("bad-envelope", f"body is {type(body).__name__}")
+            ctype, cenc = message.content_type, message.content_encoding
+        except Rejected as exc:
+            self._reject(exc.reason, exc.detail)
+            self._handled(tag)
+            return
+        except Exception as exc:
+            self._reject("bad-envelope", _describe(exc), exc)
+            self._handled(tag)
+            return
+        self._ingesting = True
+        self._ingest(body, ctype, cenc, bool(headers) and "compression" in headers, tag)
+
+    def _guard_envelopes(self, channel: Any, queue: str) -> None:
+        """Virtual transports build kombu's `Message` from the producer's JSON envelope before
+        any consumer callback runs, so a malformed envelope (a non-dict `headers`, a list)
+        raised out of `drain_events` and cost a reconnect. Wrap the transport's delivery
+        callback: an envelope that cannot become a message is rejected alone."""
+        callbacks = getattr(getattr(channel, "connection", None), "_callbacks", None)
+        deliver = callbacks.get(queue) if isinstance(callbacks, dict) else None
+        if deliver is None:
+            return
+
+        def guarded(raw: Any) -> Any:
+            self._ingesting = False
+            try:
+                return deliver(raw)
+            except Exception as exc:
+                if self._ingesting:  # raised by ingestion itself (a stop, the connection)
+                    raise
+                self._reject("bad-envelope", _describe(exc), exc)
+                self._handled(None)
+                return None
+
+        callbacks[queue] = guarded
+
+    _ingesting = False
+
+    def _on_decode_error(self, message: Any, exc: Exception) -> None:
+        """kombu could not even build the message (e.g. a non-dict `headers` on Redis)."""
+        self._reject("bad-envelope", _describe(exc), exc)
+        self._handled(getattr(message, "delivery_tag", None))
 
     def _ingest(
         self,
@@ -658,20 +848,29 @@ class Receiver:
         """Validate and decode one message, normalise its events, feed them to the state."""
         self._last_tag = tag
         self._last_message_seen = True
+        state = self.state
         try:
             if (
-                content_type not in JSON_CONTENT_TYPES
+                content_type.__class__ is not str
+                or content_type not in JSON_CONTENT_TYPES
+                or (content_encoding is not None and content_encoding.__class__ is not str)
                 or content_encoding not in JSON_ENCODINGS
                 or compressed
             ):
                 check_content(content_type, content_encoding, compressed)
+            if len(body) > self.max_message_size:
+                raise Rejected("too-large", f"{len(body)} bytes > {self.max_message_size}")
             events = decode_body(body)
         except Rejected as exc:
             self._reject(exc.reason, exc.detail)
+            self._handled(tag)
+            return
+        except Exception as exc:  # poison: confined to this message, never a reconnect
+            self._reject("poison", _describe(exc), exc)
+            self._handled(tag)
             return
         now = time.time()
         normalize = self.clock.normalize
-        state = self.state
         feed = state.event
         pause_seq = self._pause_seq
         acks = self.acks  # back-pressure and early shots exist in ack mode only
@@ -680,28 +879,31 @@ class Receiver:
             if acks and state.seq >= pause_seq and self._must_pause():
                 self._wait_for_room()
                 pause_seq = self._pause_seq
-            if type(event) is not dict:
-                self._reject("not-an-event", f"list element is {type(event).__name__}")
-                continue
             try:
-                etype = normalize(event, now)
-            except BadEvent as exc:
-                self._reject("bad-event", str(exc))
-                continue
-            if etype and etype[0] == "w":  # an empty type goes on to the state, which skips it
-                self._track_worker(etype, event)
-            try:
-                feed(event)
-            except Exception as exc:  # a state bug must not end the stream
-                self._reject("state-error", f"{type(exc).__name__}: {exc}")
+                if type(event) is not dict:
+                    self._reject("not-an-event", f"list element is {type(event).__name__}")
+                    continue
+                try:
+                    etype = normalize(event, now)
+                except BadEvent as exc:
+                    self._reject("bad-event", str(exc))
+                    continue
+                try:
+                    result = feed(event)
+                except Exception as exc:  # a state bug must not end the stream
+                    self._reject("state-error", _describe(exc), exc)
+                    continue
+                if result is None:  # the state did not apply it
+                    self._state_rejected(etype)
+                    continue
+                if etype[:1] == "w":
+                    self._track_worker(etype, event)
+                # Here, and only here, an event has been applied to the state.
+            except Exception as exc:  # poison: confined to this event, never a reconnect
+                self._reject("poison", _describe(exc), exc)
                 continue
             accepted += 1
-        stats = self.stats
-        stats.messages += 1
-        if accepted:
-            stats.events += accepted
-            stats.last_event_at = now
-        state.watermark = (self._generation, tag)
+        self._handled(tag, accepted, now)
         if acks:
             soon = self._soon_seq  # read once: the storing thread may set a new one any time
             if (state.seq >= soon and soon != self._soon_done) or (
@@ -712,6 +914,37 @@ class Receiver:
                 self._soon_done = soon
                 self._soon_tag = float("inf")
                 self._hook(self.on_backlog)
+
+    def _handled(self, tag: Any, accepted: int = 0, now: float = 0.0) -> None:
+        """Count one message as handled and move the watermark past it.
+
+        A rejected message moves it too: in zero-loss mode it is acknowledged with the next
+        stored shot instead of being redelivered forever.
+        """
+        stats = self.stats
+        stats.messages += 1
+        if accepted:
+            stats.events += accepted
+            stats.last_event_at = now
+        if tag is not None:
+            self.state.watermark = (self._generation, tag)
+
+    def _state_rejected(self, etype: str) -> None:
+        """Count an event the state returned None for, by reason (the state logs the detail).
+
+        The state's own `rejected_count` tells a refused event from one of a type nobody
+        handles; reading it only here keeps the accepted path free of extra work.
+        """
+        count = getattr(self.state, "rejected_count", 0)
+        seen, self._state_rejections = self._state_rejections, count
+        if count == seen:
+            self._reject("unhandled-type", f"no handler for event type {etype[:100]!r}")
+        elif etype.startswith("task-"):
+            self._reject("invalid-task-event", "refused by the state")
+        elif etype.startswith("worker-"):
+            self._reject("invalid-worker-event", "refused by the state")
+        else:
+            self._reject("invalid-event", "refused by the state")
 
     def _must_pause(self) -> bool:
         """Could the next event evict a task or worker that no stored shot holds?
@@ -768,16 +1001,32 @@ class Receiver:
         log.debug("receiver.resumed", paused_for=round(time.monotonic() - started, 3))
 
     def _track_worker(self, etype: str, event: dict[str, Any]) -> None:
-        """Remember which workers send periodic heartbeats (for the watchdog)."""
+        """Remember which workers send periodic heartbeats (for the watchdog).
+
+        Called only for events the state accepted; at most `max_workers_in_memory` hostnames
+        (the oldest entry goes first), and each heartbeat interval clamped to
+        [`MIN_HEARTBEAT_FREQ`, `MAX_HEARTBEAT_FREQ`] so that no event can disable the watchdog.
+        """
         hostname = event.get("hostname")
+        if type(hostname) is not str:
+            return
+        alive = self._alive_workers
         if etype == "worker-offline":
-            self._alive_workers.pop(hostname, None)  # type: ignore[arg-type]
+            alive.pop(hostname, None)
         elif etype == "worker-online" or (etype == "worker-heartbeat" and "active" in event):
             # The wake-up reply carries no `active`: it says nothing about periodic heartbeats.
             freq = event.get("freq")
-            self._alive_workers[hostname] = freq if type(freq) in (int, float) else 2.0  # type: ignore[index]
+            if type(freq) not in (int, float) or freq != freq:
+                freq = 2.0
+            freq = min(max(freq, MIN_HEARTBEAT_FREQ), MAX_HEARTBEAT_FREQ)
+            if hostname not in alive:
+                while len(alive) >= self._max_workers:
+                    del alive[next(iter(alive))]
+            alive[hostname] = freq
 
-    def _reject(self, reason: str, detail: str) -> None:
+    def _reject(self, reason: str, detail: str, exc: BaseException | None = None) -> None:
+        """Count a rejected message or event by reason; log at most one line per reason per
+        `REJECT_LOG_INTERVAL`. A state error carries its traceback; poison's goes to debug."""
         stats = self.stats
         stats.rejected += 1
         stats.rejected_by_reason[reason] = stats.rejected_by_reason.get(reason, 0) + 1
@@ -790,7 +1039,10 @@ class Receiver:
                 detail=detail[:200],
                 suppressed=suppressed,
                 total_rejected=stats.rejected,
+                exc_info=exc if exc is not None and reason == "state-error" else None,
             )
+            if exc is not None and reason != "state-error":
+                log.debug("receiver.rejected_traceback", reason=reason, exc_info=exc)
             self._reject_logged[reason] = (now, 0)
         else:
             self._reject_logged[reason] = (last, suppressed + 1)
@@ -851,10 +1103,6 @@ class Receiver:
         if now - mark_time >= 5.0:
             stats.events_per_second = (stats.events - mark_events) / (now - mark_time)
             self._rate_mark = (now, stats.events)
-        if self.stats_interval and now >= self._next_stats:
-            if self._next_stats:
-                log.info("receiver.stats", **stats.as_dict())
-            self._next_stats = now + self.stats_interval
 
     def watchdog_timeout(self) -> float | None:
         """Seconds of silence after which the stream counts as stalled (None: no watchdog)."""
@@ -879,6 +1127,34 @@ class Receiver:
             hook(*args)
         except Exception:  # a failing hook must not stop ingestion
             log.exception("receiver.hook_failed", hook=getattr(hook, "__name__", repr(hook)))
+
+
+def _table_has_key(buf: bytes, start: int, end: int, key: bytes) -> bool:
+    """Whether the AMQP field table in `buf[start:end]` has the top-level `key`.
+
+    Reads the keys, skipping each value by its type, so that a header whose *value* is
+    `"compression"` is not mistaken for the key. Raises ValueError for a malformed table.
+    """
+    unpack = _unpack_from
+    p = start
+    while p < end:
+        n = buf[p]
+        name = buf[p + 1 : p + 1 + n]
+        p += 1 + n
+        kind = buf[p]
+        p += 1
+        if name == key:
+            return True
+        width = _FIELD_SIZES.get(kind)
+        if width is not None:
+            p += width
+        elif kind in _LONG_FIELDS:
+            p += 4 + unpack(">I", buf, p)[0]
+        else:
+            raise ValueError(f"unknown field type {kind!r} in the headers")
+    if p != end:
+        raise ValueError("headers table overruns its length")
+    return False
 
 
 def _describe(exc: BaseException) -> str:

@@ -104,6 +104,7 @@ class Status:
         return {
             "events": stats.get("events", 0) or 0,
             "rejected": stats.get("rejected", 0),
+            "rejected_by_reason": stats.get("rejected_by_reason", {}),
             "reconnects": stats.get("reconnects", 0),
             "tasks": len(getattr(self.state, "tasks", ())),
             "workers": len(getattr(self.state, "workers", ())),
@@ -122,6 +123,10 @@ class Status:
             f"{counters['workers']} workers, {counters['shots']} shots, "
             f"{counters['camera_errors']} camera errors, {counters['reconnects']} reconnects"
         )
+        if counters.get("rejected"):
+            reasons = counters.get("rejected_by_reason") or {}
+            detail = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items()))
+            text += f", {counters['rejected']} rejected" + (f" ({detail})" if detail else "")
         if getattr(self.receiver, "acks", False):
             age = counters.get("oldest_unacked_age")
             text += f", {counters.get('unacked', 0)} unacked"
@@ -233,6 +238,7 @@ def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: 
         ssl=settings.broker_ssl(),
         acks=zero_loss(settings),
         prefetch_count=settings.prefetch,
+        max_message_size=settings.max_message_size,
     )
     unwire: Callable[[], None] = lambda: None  # noqa: E731
     if receiver.acks:

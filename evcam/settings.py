@@ -34,6 +34,7 @@ class Settings:
     queue_type: str | None = None  # "quorum" persists every message (survives broker restarts)
     acks: bool = True  # zero-loss mode with --queue on AMQP; False: no_ack everywhere
     prefetch: int = 65535  # zero-loss mode: at most this many unacknowledged deliveries
+    max_message_size: int = 16 * 1024 * 1024  # larger message bodies are rejected
     wakeup: bool = True
     heartbeat: float = 60.0
     ssl_ca: str | None = None  # TLS brokers: CA bundle, client certificate and key
@@ -92,6 +93,7 @@ class Settings:
             "queue_type": self.queue_type,
             "acks": self.acks,
             "prefetch": self.prefetch,
+            "max_message_size": self.max_message_size,
             "wakeup": self.wakeup,
             "heartbeat": self.heartbeat,
             "broker_ssl": {

@@ -21,6 +21,7 @@ from functools import cached_property
 from itertools import islice
 from typing import Any
 
+from evcam.bounded import MAX_DEPTH, MAX_NODES, nesting_problem, safe_repr
 from evcam.log import get_logger
 from evcam.lru import LRU, CallableIndex, FrozenMap, TaskSet, backing
 from evcam.states import (
@@ -93,6 +94,19 @@ def _add_heartbeat(heartbeats: list[float], received: float, most: int) -> None:
         heartbeats.append(received)
     else:
         insort(heartbeats, received)
+
+
+def _present(ids: set[str], tasks: Mapping[str, Any]) -> set[str]:
+    """The ids of `ids` still in `tasks` (an evicted child is no longer shown as a child)."""
+    return {uuid for uuid in ids if uuid in tasks}
+
+
+def _reserved_task_names(task_cls: type) -> frozenset[str]:
+    """Names of `task_cls` that an event field must not shadow: methods, properties, slots
+    and class internals (`info`, `as_dict`, `_lookup`, `_fields`, ...), not the data fields."""
+    return frozenset(name for name in dir(task_cls) if not name.startswith("__")) - frozenset(
+        task_cls._fields
+    )
 
 
 class DriftWarnings:
@@ -725,7 +739,7 @@ class State(_Reader):
                 "state.rejected",
                 reason=reason,
                 rejected=self.rejected_count,
-                sample=repr(event)[:200],
+                sample=safe_repr(event),
             )
 
     @cached_property
@@ -743,6 +757,7 @@ class State(_Reader):
         custom_task_event = task_cls.event is not Task.event
         custom_worker_event = worker_cls.event is not Worker.event
         merge_rules = task_cls.merge_rules
+        task_reserved = _reserved_task_names(task_cls)
         tasks, workers = self.tasks, self.workers
         tdata, wdata = tasks.data, workers.data
         t_touch, w_touch = tdata.move_to_end, wdata.move_to_end
@@ -755,6 +770,9 @@ class State(_Reader):
         by_type, by_worker = self.tasks_by_type, self.tasks_by_worker
         to_resolve = self._tasks_to_resolve
         resolve_cap = max(1, self.max_tasks_in_memory)
+        # Child ids kept per task (and per unresolved parent): pruned to the tasks still in
+        # memory when twice the task bound is reached, so each set stays within 2x the bound.
+        ids_cap = 2 * resolve_cap
         max_len = self.max_field_length
         event_to_state = TASK_EVENT_TO_STATE
         prec = {name: precedence(name) for name in (*event_to_state.values(), None)}
@@ -791,8 +809,14 @@ class State(_Reader):
             for key, value in event.items():
                 if type(key) is not str:
                     return "non-string key"
-                if type(value) is str and len(value) > max_len:
-                    return f"field {key!r} too long"
+                kind = type(value)
+                if kind is str:
+                    if len(value) > max_len:
+                        return f"field {key!r} too long"
+                elif (kind is list or kind is dict) and value:
+                    problem = nesting_problem(value, MAX_DEPTH, MAX_NODES)
+                    if problem:
+                        return f"field {key!r} {problem}"
             return None
 
         def clock_offset(hostname: str, pid: Any, clock: Any, detect: bool) -> int:
@@ -871,6 +895,9 @@ class State(_Reader):
                 problem = bad_values(event)
                 if problem is not None:
                     return reject(problem, event)
+                if not task_reserved.isdisjoint(event):
+                    # A field named like a method or internal of Task would shadow it.
+                    event = {k: v for k, v in event.items() if k not in task_reserved}
                 state.seq = seq = state.seq + 1
 
                 task = tdata.get(uuid)
@@ -973,6 +1000,8 @@ class State(_Reader):
                             parent._children = {uuid}
                             parent._seq = seq
                         elif uuid not in kids:
+                            if len(kids) >= ids_cap:
+                                kids = parent._children = _present(kids, tdata)
                             kids.add(uuid)
                             parent._seq = seq
                     else:
@@ -982,6 +1011,8 @@ class State(_Reader):
                             if len(to_resolve) > resolve_cap:
                                 to_resolve.popitem(last=False)
                         else:
+                            if len(waiting) >= ids_cap:
+                                waiting = to_resolve[parent_id] = _present(waiting, tdata)
                             waiting.add(uuid)
                             to_resolve.move_to_end(parent_id)
                 if to_resolve:

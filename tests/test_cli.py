@@ -190,3 +190,11 @@ def test_history_is_a_lazily_loaded_subcommand() -> None:
         timeout=60,
     )
     assert probe.stdout.strip() == "False", probe.stderr
+
+
+def test_max_message_size_reaches_settings(captured: list[Settings]) -> None:
+    """--max-message-size sets the per-message limit (bytes); too small a value is refused."""
+    result = invoke(["--max-message-size", "65536"])
+    assert result.exit_code == 0, result.output
+    assert captured[0].max_message_size == 65536
+    assert invoke(["--max-message-size", "10"]).exit_code == 2

@@ -13,6 +13,7 @@ import pytest
 
 from evcam.receiver import Receiver
 from evcam.state import State
+from tests.conftest import wait_until
 
 CHANNEL = 1
 
@@ -135,3 +136,193 @@ def test_an_event_with_an_empty_type_does_not_stop_the_message(receiver: Receive
     assert pos == len(buf)
     assert list(receiver.state.tasks) == ["t3", "t4"]
     assert receiver.stats.messages == 2
+
+
+# ---------------------------------------------------------------- malformed frames and limits
+
+
+def method_frame(tag: int, ctag: bytes = b"\x04ctag") -> bytes:
+    return frame(1, struct.pack(">HH", 60, 60) + ctag + struct.pack(">QB", tag, 0))
+
+
+def header_frame(body_size: int, props: bytes) -> bytes:
+    return frame(2, struct.pack(">HHQ", 60, 0, body_size) + props)
+
+
+MALFORMED = [
+    (method_frame(1, ctag=b"\xff") + b"x" * 300, "consumer tag past its frame"),
+    (
+        method_frame(1) + frame(2, b"\x00\x3c\x00\x00") + frame(3, b"{}"),
+        "content header shorter than its fixed part",
+    ),
+    (
+        method_frame(1)
+        + header_frame(2, struct.pack(">H", 0x8000) + b"\x7fapplication/json")
+        + frame(3, b"{}"),
+        "content-type length past its frame",
+    ),
+    (
+        method_frame(1)
+        + header_frame(2, struct.pack(">H", 0x2000) + struct.pack(">I", 4096))
+        + frame(3, b"{}"),
+        "headers table length past its frame",
+    ),
+    (
+        method_frame(1)
+        + header_frame(2, struct.pack(">HI", 0x2000, 14) + b"\x0bcompressionZ")
+        + frame(3, b"{}"),
+        "unknown field type in the headers",
+    ),
+    (method_frame(1) + frame(3, b"{}"), "content header expected"),
+    (
+        method_frame(1) + header_frame(2, struct.pack(">H", 0)) + frame(3, b"{}  "),
+        "body larger than announced",
+    ),
+    (
+        method_frame(1) + header_frame(2, struct.pack(">H", 0)) + frame(1, b"\x00\x3c\x00\x50"),
+        "content body expected",
+    ),
+    (method_frame(1) + b"\x08\x00\x00\x00\x00\x00\x05\xce" + b"x" * 40, "bad heartbeat"),
+]
+
+
+@pytest.mark.parametrize(("stream", "why"), MALFORMED, ids=[why for _, why in MALFORMED])
+def test_every_malformed_frame_is_a_connection_error(
+    receiver: Receiver, stream: bytes, why: str
+) -> None:
+    """IndexError, struct.error or a value read from the next frame's bytes became a clear
+    ConnectionError ('AMQP framing error: ...'); nothing is ingested."""
+    with pytest.raises(ConnectionError, match="AMQP framing error"):
+        receiver._parse(stream, CHANNEL)
+    assert not receiver.state.tasks and receiver.stats.messages == 0, why
+
+
+def test_a_frame_longer_than_frame_max_is_refused_at_once(receiver: Receiver) -> None:
+    """A frame length of 0xFFFFFFFF used to make the buffer grow without bound waiting for it."""
+    with pytest.raises(ConnectionError, match="frame_max"):
+        receiver._parse(struct.pack(">BHI", 1, CHANNEL, 0xFFFFFFFF) + b"x", CHANNEL)
+
+
+def props_with_headers(table: bytes) -> bytes:
+    return (
+        struct.pack(">H", 0xE000)
+        + shortstr("application/json")
+        + shortstr("utf-8")
+        + struct.pack(">I", len(table))
+        + table
+    )
+
+
+def test_a_header_value_compression_is_not_the_compression_key(receiver: Receiver) -> None:
+    """The parser reads header keys: a header whose value is "compression" is accepted (as
+    py-amqp does), while a `compression` key still rejects the message as compressed."""
+    by_value = b"\x04kind" + b"S" + struct.pack(">I", 11) + b"compression"
+    by_value = b"\x06nestedF" + struct.pack(">I", len(by_value)) + by_value + by_value
+    by_key = b"\x0bcompression" + b"S" + struct.pack(">I", 16) + b"application/gzip"
+    body = event(1)
+    buf = method_frame(1) + header_frame(len(body), props_with_headers(by_value))
+    buf += frame(3, body)
+    buf += method_frame(2) + header_frame(len(body), props_with_headers(by_key)) + frame(3, body)
+    pos, _ = receiver._parse(buf, CHANNEL)
+    assert pos == len(buf)
+    assert list(receiver.state.tasks) == ["t1"]
+    assert receiver.stats.rejected_by_reason == {"compressed": 1}
+
+
+def test_a_message_over_the_size_limit_is_skipped_frame_by_frame() -> None:
+    """A body larger than max_message_size is not buffered: its frames are dropped as they
+    come, the message is rejected as too-large (and acked past in zero-loss mode), and the
+    next one is applied."""
+    r = Receiver(State(), "amqp://guest:guest@127.0.0.1:1//", wakeup=False, max_message_size=300)
+    big = b"[" + b",".join([event(0)] * 20) + b"]"
+    stream = delivery(1, big, max_body=100) + delivery(2, event(7))
+    used = 0
+    for start in range(0, len(stream), 50):  # body frames arrive over many reads
+        pos, _ = r._parse(stream[used : start + 50], CHANNEL)
+        used += pos
+        assert r._need < 400 < len(big)  # never waits for the whole big body
+    assert used == len(stream)
+    assert r.stats.rejected_by_reason == {"too-large": 1}
+    assert list(r.state.tasks) == ["t7"] and r.state.watermark[1] == 2
+
+
+def test_a_large_message_is_parsed_in_linear_work(receiver: Receiver) -> None:
+    """An 8 MiB body read in 64 KiB pieces is scanned a bounded number of times: the read
+    loop joins reads only once the parser can progress (it re-scanned on every read)."""
+    import socket
+    import threading
+
+    head = b'{"type": "worker-heartbeat", "hostname": "w@h", "timestamp": 1.7e9, "x": "'
+    body = head + b"a" * (8 << 20) + b'"}'
+    stream = delivery(1, body, max_body=131072 - 8)
+    scanned = [0]
+    parse = receiver._parse
+
+    def counting(buf: bytes, channel: int) -> tuple[int, int]:
+        scanned[0] += len(buf)
+        return parse(buf, channel)
+
+    receiver._parse = counting  # type: ignore[method-assign]
+    receiver.state.max_field_length = 16 << 20
+    ours, theirs = socket.socketpair()
+
+    class Conn:
+        bytes_recv = 0
+        frame_max = 131072
+
+        def blocking_read(self, timeout: float) -> bool:
+            raise AssertionError("no frame for py-amqp here")
+
+    class Transport:
+        sock = ours
+        _read_buffer = b""
+
+    def send() -> None:
+        for i in range(0, len(stream), 65536):
+            theirs.sendall(stream[i : i + 65536])
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    loop = threading.Thread(target=receiver._read_loop, args=(Conn(), Transport(), CHANNEL))
+    loop.daemon = True
+    loop.start()
+    try:
+        assert wait_until(lambda: receiver.stats.messages == 1, 30)
+    finally:
+        receiver.should_stop = True
+        loop.join(5)
+        ours.close()
+        theirs.close()
+    assert scanned[0] <= 3 * len(stream), scanned[0] / len(stream)
+    assert receiver.stats.rejected == 0
+
+
+def test_a_reconnect_forgets_a_half_skipped_message() -> None:
+    """A connection lost while an oversized body was being skipped must not make the next
+    connection's first delivery look like the rest of that body (a reconnect loop)."""
+    r = Receiver(State(), "amqp://guest:guest@127.0.0.1:1//", wakeup=False, max_message_size=300)
+    big = b"[" + b",".join([event(0)] * 20) + b"]"
+    half = delivery(1, big, max_body=100)[:400]
+    r._parse(half, CHANNEL)
+    assert r._discard
+    r._template.clone = lambda: _Unconnected()  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError, match="test"):
+        r._connect()
+    assert not r._discard
+    r._parse(delivery(1, event(3)), CHANNEL)
+    assert list(r.state.tasks) == ["t3"]
+
+
+class _Unconnected:
+    def connect(self) -> None:
+        raise ConnectionError("test: no broker")
+
+
+def test_a_body_after_an_empty_content_header_is_a_connection_error(receiver: Receiver) -> None:
+    """A header announcing 0 bytes followed by a body frame (a corrupt size) is refused, not
+    taken for an empty message (found by the framing property test)."""
+    body = event(1)
+    stream = method_frame(1) + header_frame(0, struct.pack(">H", 0)) + frame(3, body)
+    with pytest.raises(ConnectionError, match="empty content header"):
+        receiver._parse(stream, CHANNEL)
+    assert receiver.stats.messages == 0

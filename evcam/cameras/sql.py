@@ -57,7 +57,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
 from sqlalchemy import (
     Boolean,
     Column,
@@ -91,6 +90,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from evcam.bounded import json_text
 from evcam.camera import Polaroid
 from evcam.log import get_logger
 from evcam.states import FAILURE, READY_STATES, RETRY, REVOKED, SUCCESS, precedence
@@ -251,11 +251,15 @@ def schema(prefix: str = DEFAULT_PREFIX) -> Schema:
 
 
 def _text(value: Any, limit: int | None = None) -> str | None:
-    """A str for a Text column: non-strings as JSON, NUL escaped (PostgreSQL rejects it)."""
+    """A str for a Text column: non-strings as JSON, NUL escaped (PostgreSQL rejects it).
+
+    A value JSON cannot hold (nested too deep, a 70-bit integer) is stored in a bounded,
+    marked form (`evcam.bounded.json_text`), so one field never stops a shot.
+    """
     if value is None:
         return None
     if not isinstance(value, str):
-        value = orjson.dumps(value, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
+        value = json_text(value)
     if "\x00" in value:
         value = value.replace("\x00", "\\x00")
     return value[:limit] if limit else value

@@ -189,6 +189,7 @@ class Receiver:
         self.on_connection_error: Callable[[Exception, float], None] = _noop
         self.on_backlog: Callable[[], None] = _noop  # acks mode: please store a shot soon
         self.on_stopping: Callable[[], None] = _noop  # before the connection closes on stop
+        self.on_event: Callable[[dict[str, Any]], None] | None = None  # each accepted event
 
         self._conn: Connection | None = None
         self._channel: Any = None
@@ -654,7 +655,7 @@ class Receiver:
         now = time.time()
         normalize = self.clock.normalize
         state = self.state
-        feed = state.event
+        feed, on_event = state.event, self.on_event
         pause_seq = self._pause_seq
         acks = self.acks  # back-pressure and early shots exist in ack mode only
         accepted = 0
@@ -678,6 +679,8 @@ class Receiver:
                 self._reject("state-error", f"{type(exc).__name__}: {exc}")
                 continue
             accepted += 1
+            if on_event is not None:
+                on_event(event)
         stats = self.stats
         stats.messages += 1
         if accepted:

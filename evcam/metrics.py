@@ -1,0 +1,391 @@
+"""Cluster metrics counted from the event stream: plain dicts and ints on the event path.
+
+`EventMetrics.event(event)` is called by the receiver once per event the state accepted. It only
+updates counters, histogram buckets and two small bounded maps; everything Prometheus sees is
+built from them at scrape time by `evcam.exporter`. Counts come from the events themselves, not
+from the cluster model, so they stay exact whatever the model evicts (`--max-tasks`).
+
+A task-succeeded or task-failed event carries no task name: the name (and queue, and the times
+needed for wait histograms) are kept per task id from its task-sent / task-received event until
+it finishes, in `pending` (bounded by `max_pending`; what falls off is counted in `dropped`).
+
+Label budget: `hostname_mode` is `full` (the node name, `celery@host`), `host` (the part after
+`@`, as celery-exporter labels) or `none` (empty); at most `max_task_names` distinct task names
+get their own label value, the others are counted under `other` and in `dropped["task_name"]`.
+
+Thread safety: one thread (the receiver's) writes; the scrape thread reads copies. Every update
+is a single dict or list item assignment, atomic under the GIL.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from itertools import pairwise
+from typing import Any
+
+HOSTNAME_MODES = ("full", "host", "none")
+# prometheus_client's default buckets: Grafana panels made for celery-exporter expect them.
+DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+DEFAULT_WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+DEFAULT_QUEUE = "celery"  # a task whose task-sent event was not seen (celery-exporter's default)
+OTHER = "other"
+UNKNOWN = "unknown"
+
+# Index of the fields of a pending task (a list, cheaper than an object on the event path).
+NAME, QUEUE, SENT, RECEIVED, STARTED, ETA, FIRST_SEEN = range(7)
+
+
+class BucketsError(ValueError):
+    """Histogram bucket bounds that are not increasing positive numbers."""
+
+
+def parse_buckets(text: str | Iterable[float]) -> tuple[float, ...]:
+    """`'0.1,0.5,1'` (or numbers) -> increasing upper bounds; raises BucketsError."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    try:
+        bounds = tuple(float(item) for item in items if str(item).strip())
+    except ValueError as exc:
+        raise BucketsError(f"{text!r} is not a comma-separated list of numbers") from exc
+    if not bounds:
+        raise BucketsError("at least one bucket bound is needed")
+    if any(b <= 0 or b != b or b == float("inf") for b in bounds):
+        raise BucketsError(f"{text!r}: bounds must be finite and > 0 (+Inf is implicit)")
+    if any(a >= b for a, b in pairwise(bounds)):
+        raise BucketsError(f"{text!r}: bounds must be strictly increasing")
+    return bounds
+
+
+def exception_label(text: Any) -> str:
+    """`"ValueError('boom')"` -> `ValueError`: the exception's class name, or `unknown`."""
+    if not isinstance(text, str):
+        return UNKNOWN
+    head = text.partition("(")[0].strip()
+    name = head.rpartition(".")[2]
+    return name if name.isidentifier() else UNKNOWN
+
+
+def eta_timestamp(value: Any) -> float | None:
+    """An event's `eta` (ISO 8601, as Celery sends it) as epoch seconds, or None."""
+    if not value or not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        return None
+
+
+class Histogram:
+    """Bucket counts and a sum per label tuple; cumulative only when read."""
+
+    __slots__ = ("bounds", "series")
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self.series: dict[tuple[str, ...], list[float]] = {}  # labels -> [c0 .. cn, +Inf, sum]
+
+    def observe(self, labels: tuple[str, ...], value: float) -> None:
+        row = self.series.get(labels)
+        if row is None:
+            row = self.series[labels] = [0] * (len(self.bounds) + 1) + [0.0]
+        row[bisect_left(self.bounds, value)] += 1
+        row[-1] += value
+
+    def read(self) -> list[tuple[tuple[str, ...], list[tuple[str, float]], float]]:
+        """(labels, [(le, cumulative count)...,('+Inf', n)], sum) for each series."""
+        result = []
+        les = [*(_le(b) for b in self.bounds), "+Inf"]
+        for labels, row in list(self.series.items()):
+            row = list(row)
+            total, cumulative = 0.0, []
+            for le, count in zip(les, row[:-1], strict=True):
+                total += count
+                cumulative.append((le, total))
+            result.append((labels, cumulative, row[-1]))
+        return result
+
+
+def _le(bound: float) -> str:
+    return repr(float(bound))
+
+
+class EventMetrics:
+    """Counters of task and worker events (see module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        hostname_mode: str = "full",
+        max_task_names: int = 1000,
+        buckets: Sequence[float] = DEFAULT_BUCKETS,
+        wait_buckets: Sequence[float] = DEFAULT_WAIT_BUCKETS,
+        max_pending: int = 100_000,
+        max_finished: int = 10_000,
+        default_queue: str = DEFAULT_QUEUE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if hostname_mode not in HOSTNAME_MODES:
+            raise ValueError(f"hostname mode: one of {HOSTNAME_MODES}, not {hostname_mode!r}")
+        if max_task_names < 1:
+            raise ValueError("max_task_names must be >= 1")
+        self.hostname_mode = hostname_mode
+        self.max_task_names = max_task_names
+        self.max_pending = max_pending
+        self.max_finished = max_finished
+        self.default_queue = default_queue
+        self.clock = clock
+        # (event type, name, hostname, queue_name) -> count; task-failed adds the exception.
+        self.counts: dict[tuple[str, ...], int] = {}
+        self.runtime = Histogram(buckets)  # succeeded tasks (celery_task_runtime)
+        self.failed_runtime = Histogram(buckets)
+        self.sent_wait = Histogram(wait_buckets)  # sent (or ETA) -> started
+        self.received_wait = Histogram(wait_buckets)  # received (or ETA) -> started
+        self.pending: dict[str, list[Any]] = {}  # unfinished task id -> [NAME .. FIRST_SEEN]
+        self.finished: dict[str, None] = {}  # recently finished ids: a late task-sent adds none
+        # node name -> [last seen (local), freq, active, last heartbeat timestamp, online]
+        self.workers: dict[str, list[Any]] = {}
+        self.names: dict[str, str] = {}  # task name -> its label value (itself or OTHER)
+        self.dropped: dict[str, int] = {}  # what the budget or the bounds dropped, by reason
+        self._hosts: dict[str, str] = {}  # node name -> hostname label (cache)
+        self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
+            "task-sent": self._sent,
+            "task-received": self._received,
+            "task-started": self._started,
+            "task-succeeded": self._finished,
+            "task-failed": self._finished,
+            "task-revoked": self._finished,
+            "task-rejected": self._rejected,
+            "task-retried": self._retried,
+            "worker-online": self._worker,
+            "worker-heartbeat": self._worker,
+            "worker-offline": self._worker_offline,
+        }
+
+    # ------------------------------------------------------------------ the event path
+
+    def event(self, event: dict[str, Any]) -> None:
+        """Count one (normalised, accepted) event."""
+        handler = self._handlers.get(event.get("type"))  # type: ignore[arg-type]
+        if handler is not None:
+            try:
+                handler(event)
+            except Exception:  # an odd field must never cost the stream: count it, go on
+                self._drop("metrics_error")
+
+    def _count(self, key: tuple[str, ...]) -> None:
+        counts = self.counts
+        counts[key] = counts.get(key, 0) + 1
+
+    def host(self, nodename: Any) -> str:
+        """The hostname label value of a node name under the hostname mode."""
+        label = self._hosts.get(nodename)
+        if label is None:
+            if self.hostname_mode == "none" or not isinstance(nodename, str):
+                label = ""
+            elif self.hostname_mode == "host":
+                label = nodename.rpartition("@")[2]
+            else:
+                label = nodename
+            if len(self._hosts) < 100_000:
+                self._hosts[nodename] = label
+        return label
+
+    def name(self, name: Any) -> str:
+        """The label value of a task name under the budget (the name, `other` or `unknown`)."""
+        label = self.names.get(name)
+        if label is not None:
+            return label
+        if not isinstance(name, str) or not name:
+            return UNKNOWN
+        if len(self.names) < self.max_task_names:
+            self.names[name] = name
+            return name
+        return OTHER
+
+    def _drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    def _task(self, event: dict[str, Any]) -> list[Any] | None:
+        """The pending record of the event's task, created from a sent/received event."""
+        uuid = event.get("uuid")
+        task = self.pending.get(uuid)  # type: ignore[arg-type]
+        if task is None and isinstance(uuid, str) and uuid not in self.finished:
+            task = [None, None, None, None, None, None, event.get("local_received")]
+            pending = self.pending
+            if len(pending) >= self.max_pending:
+                del pending[next(iter(pending))]
+                self._drop("pending_evicted")
+            pending[uuid] = task
+        return task
+
+    def _labels(self, event: dict[str, Any]) -> tuple[str, str, str]:
+        task = self.pending.get(event.get("uuid"))  # type: ignore[arg-type]
+        if task is None or task[NAME] is None:
+            name, queue = self.name(event.get("name")), self.default_queue
+        else:
+            name, queue = task[NAME], task[QUEUE] or self.default_queue
+        if name is OTHER:  # one event counted under `other` instead of its name
+            self._drop("task_name")
+        return name, self.host(event.get("hostname")), queue
+
+    def _learn(self, task: list[Any] | None, event: dict[str, Any]) -> None:
+        if task is None:
+            return
+        if task[NAME] is None and event.get("name"):
+            task[NAME] = self.name(event.get("name"))
+        eta = eta_timestamp(event.get("eta"))
+        if eta is not None:
+            task[ETA] = eta
+
+    def _sent(self, event: dict[str, Any]) -> None:
+        task = self._task(event)
+        if task is not None:
+            self._learn(task, event)
+            queue = event.get("queue") or event.get("routing_key")
+            if isinstance(queue, str) and queue:
+                task[QUEUE] = queue
+            task[SENT] = event.get("timestamp")
+        self._count(("task-sent", *self._labels(event)))
+
+    def _received(self, event: dict[str, Any]) -> None:
+        task = self._task(event)
+        if task is not None:
+            self._learn(task, event)
+            task[RECEIVED] = event.get("timestamp")
+            task[STARTED] = None  # a retry is a new delivery: its wait starts again
+        self._count(("task-received", *self._labels(event)))
+
+    def _started(self, event: dict[str, Any]) -> None:
+        labels = self._labels(event)
+        self._count(("task-started", *labels))
+        task = self.pending.get(event.get("uuid"))  # type: ignore[arg-type]
+        started = event.get("timestamp")
+        if task is None or type(started) not in (int, float):
+            return
+        task[STARTED] = started
+        eta = task[ETA] or 0.0
+        if type(task[SENT]) in (int, float):
+            self.sent_wait.observe(labels, max(0.0, started - max(task[SENT], eta)))
+        if type(task[RECEIVED]) in (int, float):
+            self.received_wait.observe(labels, max(0.0, started - max(task[RECEIVED], eta)))
+
+    def _finished(self, event: dict[str, Any]) -> None:
+        name, host, queue = labels = self._labels(event)
+        etype = event["type"]
+        if etype == "task-failed":
+            self._count((etype, name, host, queue, exception_label(event.get("exception"))))
+        else:
+            self._count((etype, *labels))
+        runtime = event.get("runtime")
+        if etype == "task-succeeded":
+            if type(runtime) in (int, float):
+                self.runtime.observe(labels, runtime)
+        elif etype == "task-failed":
+            task = self.pending.get(event.get("uuid"))  # type: ignore[arg-type]
+            if type(runtime) not in (int, float) and task is not None:
+                started, at = task[STARTED], event.get("timestamp")
+                if type(started) in (int, float) and type(at) in (int, float):
+                    runtime = max(0.0, at - started)
+            if type(runtime) in (int, float):
+                self.failed_runtime.observe(labels, runtime)
+        self._forget(event.get("uuid"))
+
+    def _rejected(self, event: dict[str, Any]) -> None:
+        self._count(("task-rejected", *self._labels(event)))
+        if not event.get("requeue"):
+            self._forget(event.get("uuid"))
+
+    def _retried(self, event: dict[str, Any]) -> None:
+        self._count(("task-retried", *self._labels(event)))
+
+    def _forget(self, uuid: Any) -> None:
+        if self.pending.pop(uuid, None) is not None:
+            finished = self.finished
+            if len(finished) >= self.max_finished:
+                del finished[next(iter(finished))]
+            finished[uuid] = None
+
+    def _worker(self, event: dict[str, Any]) -> None:
+        hostname = event.get("hostname")
+        if not isinstance(hostname, str):
+            return
+        worker = self.workers.get(hostname)
+        if worker is None:
+            worker = self.workers[hostname] = [None, 2.0, 0, None, True]
+        worker[0] = event.get("local_received") or self.clock()
+        freq = event.get("freq")
+        if type(freq) in (int, float) and freq > 0:
+            worker[1] = freq
+        active = event.get("active")
+        if type(active) is int:
+            worker[2] = active
+        if event["type"] == "worker-heartbeat":
+            worker[3] = event.get("timestamp")
+        worker[4] = True
+
+    def _worker_offline(self, event: dict[str, Any]) -> None:
+        worker = self.workers.get(event.get("hostname"))  # type: ignore[arg-type]
+        if worker is not None:
+            worker[4] = False
+            worker[2] = 0
+
+    # ------------------------------------------------------------------ read side (scrape)
+
+    def counters(self) -> dict[tuple[str, ...], int]:
+        """A copy of the event counters."""
+        return dict(self.counts)
+
+    def worker_series(self, now: float, expiry: float) -> list[tuple[str, bool, int, Any]]:
+        """(hostname label, up, active, last heartbeat) per label; forgets expired workers.
+
+        Up follows Celery's rule: online and seen within `freq * 2` seconds. A worker not seen
+        for `expiry` seconds is forgotten, and so are the task series of its hostname label
+        when no other known worker shares that label.
+        """
+        by_label: dict[str, list[Any]] = {}
+        gone: list[str] = []
+        for hostname, (seen, freq, active, beat, online) in list(self.workers.items()):
+            age = now - (seen or 0.0)
+            if age > expiry:
+                gone.append(hostname)
+                continue
+            up = bool(online and age <= freq * 2)
+            label = self.host(hostname)
+            row = by_label.get(label)
+            if row is None:
+                by_label[label] = [up, active if up else 0, beat]
+            else:
+                row[0] = row[0] or up
+                row[1] += active if up else 0
+                if beat is not None and (row[2] is None or beat > row[2]):
+                    row[2] = beat
+        for hostname in gone:
+            self.workers.pop(hostname, None)
+            label = self.host(hostname)
+            if label not in by_label and self.hostname_mode != "none":
+                self._purge_host(label)
+        return [(label, up, active, beat) for label, (up, active, beat) in by_label.items()]
+
+    def _purge_host(self, label: str) -> None:
+        for key in [key for key in list(self.counts) if key[2] == label]:
+            self.counts.pop(key, None)
+        for histogram in (self.runtime, self.failed_runtime, self.sent_wait, self.received_wait):
+            for key in [key for key in list(histogram.series) if key[1] == label]:
+                histogram.series.pop(key, None)
+
+    def oldest_unfinished(self, now: float) -> dict[tuple[str, str], float]:
+        """(queue_name, name) -> age in seconds of the oldest unfinished task (ETA: from it)."""
+        oldest: dict[tuple[str, str], float] = {}
+        for task in list(self.pending.values()):
+            since = task[FIRST_SEEN]
+            if type(since) not in (int, float):
+                continue
+            if task[ETA] is not None and task[ETA] > since:
+                since = task[ETA]
+            key = (task[QUEUE] or self.default_queue, task[NAME] or UNKNOWN)
+            age = max(0.0, now - since)
+            if age > oldest.get(key, -1.0):
+                oldest[key] = age
+        return oldest

@@ -180,9 +180,11 @@ class EventMetrics:
 
     def host(self, nodename: Any) -> str:
         """The hostname label value of a node name under the hostname mode."""
+        if type(nodename) is not str:
+            return ""
         label = self._hosts.get(nodename)
         if label is None:
-            if self.hostname_mode == "none" or not isinstance(nodename, str):
+            if self.hostname_mode == "none":
                 label = ""
             elif self.hostname_mode == "host":
                 label = nodename.rpartition("@")[2]
@@ -194,11 +196,11 @@ class EventMetrics:
 
     def name(self, name: Any) -> str:
         """The label value of a task name under the budget (the name, `other` or `unknown`)."""
+        if type(name) is not str or not name:
+            return UNKNOWN
         label = self.names.get(name)
         if label is not None:
             return label
-        if not isinstance(name, str) or not name:
-            return UNKNOWN
         if len(self.names) < self.max_task_names:
             self.names[name] = name
             return name

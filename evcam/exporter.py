@@ -171,8 +171,9 @@ class Exporter:
             "metrics could not count (metrics_error).",
             labels=["reason"],
         )
+        drops = self.metrics.drops()
         for reason in ("task_name", "pending_evicted", "metrics_error"):
-            family.add_metric([reason], self.metrics.dropped.get(reason, 0))
+            family.add_metric([reason], drops.get(reason, 0))
         yield family
         yield GaugeMetricFamily(
             "evcam_metrics_task_names",

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from itertools import pairwise
@@ -34,8 +35,21 @@ DEFAULT_QUEUE = "celery"  # a task whose task-sent event was not seen (celery-ex
 OTHER = "other"
 UNKNOWN = "unknown"
 
-# Index of the fields of a pending task (a list, cheaper than an object on the event path).
-NAME, QUEUE, SENT, RECEIVED, STARTED, ETA, FIRST_SEEN = range(7)
+TASK_EVENTS = (
+    "task-sent",
+    "task-received",
+    "task-started",
+    "task-succeeded",
+    "task-failed",
+    "task-rejected",
+    "task-revoked",
+    "task-retried",
+)
+NUMBER = (float, int)
+# Fields of a pending task (a list, cheaper than an object on the event path): the name's and
+# queue's label values, times (event timestamps; ETA and FIRST_SEEN epoch), and the label tuple
+# of the last worker event with the node name it was made for.
+NAME, QUEUE, SENT, RECEIVED, STARTED, ETA, FIRST_SEEN, LABELS, NODE = range(9)
 
 
 class BucketsError(ValueError):
@@ -136,25 +150,30 @@ class EventMetrics:
         self.max_finished = max_finished
         self.default_queue = default_queue
         self.clock = clock
-        # (event type, name, hostname, queue_name) -> count; task-failed adds the exception.
-        self.counts: dict[tuple[str, ...], int] = {}
+        # event type -> {(name, hostname, queue_name): count}; task-failed adds the exception.
+        self.counts: dict[str, dict[tuple[str, ...], int]] = {etype: {} for etype in TASK_EVENTS}
         self.runtime = Histogram(buckets)  # succeeded tasks (celery_task_runtime)
         self.failed_runtime = Histogram(buckets)
         self.sent_wait = Histogram(wait_buckets)  # sent (or ETA) -> started
         self.received_wait = Histogram(wait_buckets)  # received (or ETA) -> started
-        self.pending: dict[str, list[Any]] = {}  # unfinished task id -> [NAME .. FIRST_SEEN]
-        self.finished: dict[str, None] = {}  # recently finished ids: a late task-sent adds none
+        self.pending: dict[str, list[Any]] = {}  # unfinished task id -> [NAME .. NODE]
+        # Recently finished ids, oldest first: a late task-sent makes no phantom pending task.
+        self.finished: OrderedDict[str, None] = OrderedDict()
         # node name -> [last seen (local), freq, active, last heartbeat timestamp, online]
         self.workers: dict[str, list[Any]] = {}
-        self.names: dict[str, str] = {}  # task name -> its label value (itself or OTHER)
-        self.dropped: dict[str, int] = {}  # what the budget or the bounds dropped, by reason
+        self.names: dict[str, str] = {}  # task names with their own label value
+        self.dropped: dict[str, int] = {}  # what the bounds dropped, by reason
+        self._purged_other = 0  # name="other" events of series removed with a gone worker
         self._hosts: dict[str, str] = {}  # node name -> hostname label (cache)
+        self._received_counts = self.counts["task-received"]
+        self._started_counts = self.counts["task-started"]
+        self._succeeded_counts = self.counts["task-succeeded"]
         self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             "task-sent": self._sent,
             "task-received": self._received,
             "task-started": self._started,
-            "task-succeeded": self._finished,
-            "task-failed": self._finished,
+            "task-succeeded": self._succeeded,
+            "task-failed": self._failed,
             "task-revoked": self._finished,
             "task-rejected": self._rejected,
             "task-retried": self._retried,
@@ -173,10 +192,6 @@ class EventMetrics:
                 handler(event)
             except Exception:  # an odd field must never cost the stream: count it, go on
                 self._drop("metrics_error")
-
-    def _count(self, key: tuple[str, ...]) -> None:
-        counts = self.counts
-        counts[key] = counts.get(key, 0) + 1
 
     def host(self, nodename: Any) -> str:
         """The hostname label value of a node name under the hostname mode."""
@@ -209,105 +224,154 @@ class EventMetrics:
     def _drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
-    def _task(self, event: dict[str, Any]) -> list[Any] | None:
-        """The pending record of the event's task, created from a sent/received event."""
-        uuid = event.get("uuid")
-        task = self.pending.get(uuid)  # type: ignore[arg-type]
-        if task is None and isinstance(uuid, str) and uuid not in self.finished:
-            task = [None, None, None, None, None, None, event.get("local_received")]
-            pending = self.pending
-            if len(pending) >= self.max_pending:
-                del pending[next(iter(pending))]
-                self._drop("pending_evicted")
-            pending[uuid] = task
+    def _add(self, etype: str, labels: tuple[str, ...]) -> None:
+        counts = self.counts[etype]
+        counts[labels] = counts.get(labels, 0) + 1
+
+    def _new(self, uuid: Any, event: dict[str, Any]) -> list[Any] | None:
+        """A pending record for a task first seen by its task-sent or task-received."""
+        if type(uuid) is not str or uuid in self.finished:
+            return None
+        task = [self.name(event.get("name")), None, None, None, None, None, None, None, None]
+        task[FIRST_SEEN] = event.get("local_received")
+        pending = self.pending
+        if len(pending) >= self.max_pending:
+            del pending[next(iter(pending))]
+            self._drop("pending_evicted")
+        pending[uuid] = task
         return task
 
-    def _labels(self, event: dict[str, Any]) -> tuple[str, str, str]:
-        task = self.pending.get(event.get("uuid"))  # type: ignore[arg-type]
-        if task is None or task[NAME] is None:
-            name, queue = self.name(event.get("name")), self.default_queue
-        else:
-            name, queue = task[NAME], task[QUEUE] or self.default_queue
-        if name is OTHER:  # one event counted under `other` instead of its name
-            self._drop("task_name")
-        return name, self.host(event.get("hostname")), queue
-
-    def _learn(self, task: list[Any] | None, event: dict[str, Any]) -> None:
+    def _labels(self, task: list[Any] | None, event: dict[str, Any]) -> tuple[str, str, str]:
+        """(name, hostname, queue_name) of a worker's event; cached per task and node."""
+        node = event.get("hostname")
         if task is None:
-            return
-        if task[NAME] is None and event.get("name"):
-            task[NAME] = self.name(event.get("name"))
-        eta = eta_timestamp(event.get("eta"))
-        if eta is not None:
-            task[ETA] = eta
+            return self.name(event.get("name")), self.host(node), self.default_queue
+        labels = task[LABELS]
+        if labels is None or node != task[NODE]:
+            labels = self._relabel(task, node)
+        return labels
+
+    def _relabel(self, task: list[Any], node: Any) -> tuple[str, str, str]:
+        labels = (task[NAME], self.host(node), task[QUEUE] or self.default_queue)
+        task[LABELS], task[NODE] = labels, node
+        return labels
 
     def _sent(self, event: dict[str, Any]) -> None:
-        task = self._task(event)
-        if task is not None:
-            self._learn(task, event)
-            queue = event.get("queue") or event.get("routing_key")
-            if isinstance(queue, str) and queue:
-                task[QUEUE] = queue
-            task[SENT] = event.get("timestamp")
-        self._count(("task-sent", *self._labels(event)))
+        uuid = event.get("uuid")
+        task = self.pending.get(uuid) or self._new(uuid, event)
+        if task is None:
+            self._add("task-sent", self._labels(None, event))
+            return
+        queue = event.get("queue") or event.get("routing_key")
+        if type(queue) is str and queue != task[QUEUE]:
+            task[QUEUE], task[LABELS] = queue, None
+        sent = event.get("timestamp")
+        task[SENT] = sent if type(sent) in NUMBER else None
+        eta = event.get("eta")
+        if eta:
+            task[ETA] = eta_timestamp(eta)
+        labels = (task[NAME], self.host(event.get("hostname")), task[QUEUE] or self.default_queue)
+        self._add("task-sent", labels)
+
+    # The three handlers below see nearly every task event: their steps are written inline.
 
     def _received(self, event: dict[str, Any]) -> None:
-        task = self._task(event)
-        if task is not None:
-            self._learn(task, event)
-            task[RECEIVED] = event.get("timestamp")
-            task[STARTED] = None  # a retry is a new delivery: its wait starts again
-        self._count(("task-received", *self._labels(event)))
+        uuid = event.get("uuid")
+        task = self.pending.get(uuid)  # type: ignore[arg-type]
+        if task is None:
+            task = self._new(uuid, event)
+            if task is None:
+                self._add("task-received", self._labels(None, event))
+                return
+        received = event.get("timestamp")
+        task[RECEIVED] = received if received.__class__ in NUMBER else None
+        task[STARTED] = None  # a retry is a new delivery: its wait starts again
+        if event.get("eta"):
+            task[ETA] = eta_timestamp(event["eta"])
+        node = event.get("hostname")
+        labels = task[LABELS]
+        if labels is None or node != task[NODE]:
+            labels = self._relabel(task, node)
+        counts = self._received_counts
+        counts[labels] = counts.get(labels, 0) + 1
 
     def _started(self, event: dict[str, Any]) -> None:
-        labels = self._labels(event)
-        self._count(("task-started", *labels))
         task = self.pending.get(event.get("uuid"))  # type: ignore[arg-type]
+        if task is None:
+            self._add("task-started", self._labels(None, event))
+            return
+        node = event.get("hostname")
+        labels = task[LABELS]
+        if labels is None or node != task[NODE]:
+            labels = self._relabel(task, node)
+        counts = self._started_counts
+        counts[labels] = counts.get(labels, 0) + 1
         started = event.get("timestamp")
-        if task is None or type(started) not in (int, float):
+        if started.__class__ not in NUMBER:
             return
         task[STARTED] = started
         eta = task[ETA] or 0.0
-        if type(task[SENT]) in (int, float):
+        if task[SENT] is not None:
             self.sent_wait.observe(labels, max(0.0, started - max(task[SENT], eta)))
-        if type(task[RECEIVED]) in (int, float):
+        if task[RECEIVED] is not None:
             self.received_wait.observe(labels, max(0.0, started - max(task[RECEIVED], eta)))
 
-    def _finished(self, event: dict[str, Any]) -> None:
-        name, host, queue = labels = self._labels(event)
-        etype = event["type"]
-        if etype == "task-failed":
-            self._count((etype, name, host, queue, exception_label(event.get("exception"))))
+    def _succeeded(self, event: dict[str, Any]) -> None:
+        uuid = event.get("uuid")
+        task = self.pending.pop(uuid, None)  # type: ignore[arg-type]
+        if task is None:
+            labels = self._labels(None, event)
         else:
-            self._count((etype, *labels))
-        runtime = event.get("runtime")
-        if etype == "task-succeeded":
-            if type(runtime) in (int, float):
-                self.runtime.observe(labels, runtime)
-        elif etype == "task-failed":
-            task = self.pending.get(event.get("uuid"))  # type: ignore[arg-type]
-            if type(runtime) not in (int, float) and task is not None:
-                started, at = task[STARTED], event.get("timestamp")
-                if type(started) in (int, float) and type(at) in (int, float):
-                    runtime = max(0.0, at - started)
-            if type(runtime) in (int, float):
-                self.failed_runtime.observe(labels, runtime)
-        self._forget(event.get("uuid"))
-
-    def _rejected(self, event: dict[str, Any]) -> None:
-        self._count(("task-rejected", *self._labels(event)))
-        if not event.get("requeue"):
-            self._forget(event.get("uuid"))
-
-    def _retried(self, event: dict[str, Any]) -> None:
-        self._count(("task-retried", *self._labels(event)))
-
-    def _forget(self, uuid: Any) -> None:
-        if self.pending.pop(uuid, None) is not None:
+            node = event.get("hostname")
+            labels = task[LABELS]
+            if labels is None or node != task[NODE]:
+                labels = self._relabel(task, node)
             finished = self.finished
             if len(finished) >= self.max_finished:
-                del finished[next(iter(finished))]
-            finished[uuid] = None
+                finished.popitem(last=False)
+            finished[uuid] = None  # type: ignore[index]
+        counts = self._succeeded_counts
+        counts[labels] = counts.get(labels, 0) + 1
+        runtime = event.get("runtime")
+        if runtime.__class__ in NUMBER:
+            self.runtime.observe(labels, runtime)
+
+    def _failed(self, event: dict[str, Any]) -> None:
+        uuid = event.get("uuid")
+        task = self.pending.pop(uuid, None)  # type: ignore[arg-type]
+        labels = self._labels(task, event)
+        self._add("task-failed", (*labels, exception_label(event.get("exception"))))
+        runtime, at = event.get("runtime"), event.get("timestamp")
+        if type(runtime) not in NUMBER and task is not None and type(at) in NUMBER:
+            runtime = None if task[STARTED] is None else max(0.0, at - task[STARTED])
+        if type(runtime) in NUMBER:
+            self.failed_runtime.observe(labels, runtime)
+        if task is not None:
+            self._finish(uuid)
+
+    def _finished(self, event: dict[str, Any]) -> None:
+        uuid = event.get("uuid")
+        task = self.pending.pop(uuid, None)  # type: ignore[arg-type]
+        self._add(event["type"], self._labels(task, event))
+        if task is not None:
+            self._finish(uuid)
+
+    def _rejected(self, event: dict[str, Any]) -> None:
+        if event.get("requeue"):
+            task = self.pending.get(event.get("uuid"))  # type: ignore[arg-type]
+            self._add("task-rejected", self._labels(task, event))
+        else:
+            self._finished(event)
+
+    def _retried(self, event: dict[str, Any]) -> None:
+        task = self.pending.get(event.get("uuid"))  # type: ignore[arg-type]
+        self._add("task-retried", self._labels(task, event))
+
+    def _finish(self, uuid: str) -> None:
+        finished = self.finished
+        if len(finished) >= self.max_finished:
+            finished.popitem(last=False)
+        finished[uuid] = None
 
     def _worker(self, event: dict[str, Any]) -> None:
         hostname = event.get("hostname")
@@ -318,7 +382,7 @@ class EventMetrics:
             worker = self.workers[hostname] = [None, 2.0, 0, None, True]
         worker[0] = event.get("local_received") or self.clock()
         freq = event.get("freq")
-        if type(freq) in (int, float) and freq > 0:
+        if type(freq) in NUMBER and freq > 0:
             worker[1] = freq
         active = event.get("active")
         if type(active) is int:
@@ -335,9 +399,23 @@ class EventMetrics:
 
     # ------------------------------------------------------------------ read side (scrape)
 
+    def drops(self) -> dict[str, int]:
+        """What the budget and the bounds dropped, by reason."""
+        other = sum(
+            count
+            for counts in self.counts.values()
+            for labels, count in list(counts.items())
+            if labels[0] is OTHER
+        )
+        return {"task_name": other + self._purged_other, **self.dropped}
+
     def counters(self) -> dict[tuple[str, ...], int]:
-        """A copy of the event counters."""
-        return dict(self.counts)
+        """(event type, name, hostname, queue_name[, exception]) -> count, a copy."""
+        return {
+            (etype, *labels): count
+            for etype, counts in self.counts.items()
+            for labels, count in list(counts.items())
+        }
 
     def worker_series(self, now: float, expiry: float) -> list[tuple[str, bool, int, Any]]:
         """(hostname label, up, active, last heartbeat) per label; forgets expired workers.
@@ -371,8 +449,11 @@ class EventMetrics:
         return [(label, up, active, beat) for label, (up, active, beat) in by_label.items()]
 
     def _purge_host(self, label: str) -> None:
-        for key in [key for key in list(self.counts) if key[2] == label]:
-            self.counts.pop(key, None)
+        for counts in self.counts.values():
+            for key in [key for key in list(counts) if key[1] == label]:
+                count = counts.pop(key, 0)
+                if key[0] is OTHER:
+                    self._purged_other += count
         for histogram in (self.runtime, self.failed_runtime, self.sent_wait, self.received_wait):
             for key in [key for key in list(histogram.series) if key[1] == label]:
                 histogram.series.pop(key, None)

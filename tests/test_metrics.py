@@ -96,7 +96,7 @@ def test_counts_stay_exact_when_the_pending_map_overflows() -> None:
     assert count(m, "task-received") == 50
     assert count(m, "task-succeeded") == 50
     assert count(m, "task-succeeded", name="proj.add") == 10
-    assert m.dropped["pending_evicted"] == 40
+    assert m.drops()["pending_evicted"] == 40
 
 
 def test_runtime_histogram_counts_and_sums_succeeded_runtimes() -> None:
@@ -163,7 +163,7 @@ def test_budget_keeps_at_most_n_names_and_counts_the_rest_as_other() -> None:
     assert names == {"proj.task0", "proj.task1", "proj.task2", OTHER}
     assert count(m, "task-succeeded") == 10
     assert count(m, "task-succeeded", name=OTHER) == 7
-    assert m.dropped["task_name"] == 7 * 4  # four events per task
+    assert m.drops()["task_name"] == 7 * 4  # four events per task
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,10 @@ needed for wait histograms) are kept per task id from its task-sent / task-recei
 it finishes, in `pending` (bounded by `max_pending`; what falls off is counted in `dropped`).
 
 Label budget: `hostname_mode` is `full` (the node name, `celery@host`), `host` (the part after
-`@`, as celery-exporter labels) or `none` (empty); at most `max_task_names` distinct task names
-get their own label value, the others are counted under `other` and in `dropped["task_name"]`.
+`@`, as celery-exporter labels) or `none` (empty); task-sent events, sent by client processes
+named `gen<pid>@host`, are labelled with the host in both `full` and `host` modes. At most
+`max_task_names` distinct task names get their own label value; the others are counted under
+`other`, and `drops()["task_name"]` says how many events that was.
 
 Thread safety: one thread (the receiver's) writes; the scrape thread reads copies. Every update
 is a single dict or list item assignment, atomic under the GIL.
@@ -209,6 +211,16 @@ class EventMetrics:
                 self._hosts[nodename] = label
         return label
 
+    def sender(self, nodename: Any) -> str:
+        """The hostname label of a task-sent event: the sender's host (`none`: empty).
+
+        A producer's node name is `gen<pid>@host`, a new one for every client process: the
+        full name would make a series per process.
+        """
+        if type(nodename) is not str or self.hostname_mode == "none":
+            return ""
+        return nodename.rpartition("@")[2]
+
     def name(self, name: Any) -> str:
         """The label value of a task name under the budget (the name, `other` or `unknown`)."""
         if type(name) is not str or not name:
@@ -260,7 +272,8 @@ class EventMetrics:
         uuid = event.get("uuid")
         task = self.pending.get(uuid) or self._new(uuid, event)
         if task is None:
-            self._add("task-sent", self._labels(None, event))
+            name = self.name(event.get("name"))
+            self._add("task-sent", (name, self.sender(event.get("hostname")), self.default_queue))
             return
         queue = event.get("queue") or event.get("routing_key")
         if type(queue) is str and queue != task[QUEUE]:
@@ -270,7 +283,7 @@ class EventMetrics:
         eta = event.get("eta")
         if eta:
             task[ETA] = eta_timestamp(eta)
-        labels = (task[NAME], self.host(event.get("hostname")), task[QUEUE] or self.default_queue)
+        labels = (task[NAME], self.sender(event.get("hostname")), task[QUEUE] or self.default_queue)
         self._add("task-sent", labels)
 
     # The three handlers below see nearly every task event: their steps are written inline.

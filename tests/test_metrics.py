@@ -56,9 +56,17 @@ def test_task_events_are_counted_with_name_host_and_queue_from_earlier_events() 
     """task-succeeded carries no name: the name and queue come from task-sent/received."""
     m = EventMetrics()
     lifecycle(m, "t1", "proj.add", runtime=0.3)
-    assert count(m, "task-sent", name="proj.add", hostname="gen1@client", queue_name="q1") == 1
+    assert count(m, "task-sent", name="proj.add", hostname="client", queue_name="q1") == 1
     for etype in ("task-received", "task-started", "task-succeeded"):
         assert count(m, etype, name="proj.add", hostname=W1, queue_name="q1") == 1
+
+
+def test_task_sent_is_labelled_with_the_senders_host_not_its_process() -> None:
+    """Producers are `gen<pid>@host`: one series per host, not one per client process."""
+    m = EventMetrics()
+    for pid in range(5):
+        m.event(ev("task-sent", f"t{pid}", name="p.a", queue="q", hostname=f"gen{pid}@web1"))
+    assert {key[2] for key in m.counters()} == {"web1"}
 
 
 def test_failed_is_labelled_with_the_exception_class() -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from itertools import pairwise
@@ -51,7 +50,12 @@ NUMBER = (float, int)
 # Fields of a pending task (a list, cheaper than an object on the event path): the name's and
 # queue's label values, times (event timestamps; ETA and FIRST_SEEN epoch), and the label tuple
 # of the last worker event with the node name it was made for.
-NAME, QUEUE, SENT, RECEIVED, STARTED, ETA, FIRST_SEEN, LABELS, NODE = range(9)
+NAME, QUEUE, SENT, RECEIVED, STARTED, ETA, FIRST_SEEN, LABELS, NODE, CELL = range(10)
+FIELDS = 10
+# A cell holds, for one label tuple, the counts of the three frequent events and its rows of the
+# histograms: a task's events then count with one list update instead of a dict lookup.
+RECEIVED_N, STARTED_N, SUCCEEDED_N, RUNTIME, RECEIVED_WAIT, SENT_WAIT, CELL_LABELS = range(7)
+HOT = {"task-received": RECEIVED_N, "task-started": STARTED_N, "task-succeeded": SUCCEEDED_N}
 
 
 class BucketsError(ValueError):
@@ -102,10 +106,15 @@ class Histogram:
         self.bounds = tuple(bounds)
         self.series: dict[tuple[str, ...], list[float]] = {}  # labels -> [c0 .. cn, +Inf, sum]
 
-    def observe(self, labels: tuple[str, ...], value: float) -> None:
+    def row(self, labels: tuple[str, ...]) -> list[float]:
+        """The series of `labels` (created empty): bucket counts, then the sum."""
         row = self.series.get(labels)
         if row is None:
             row = self.series[labels] = [0] * (len(self.bounds) + 1) + [0.0]
+        return row
+
+    def observe(self, labels: tuple[str, ...], value: float) -> None:
+        row = self.row(labels)
         row[bisect_left(self.bounds, value)] += 1
         row[-1] += value
 
@@ -158,23 +167,21 @@ class EventMetrics:
         self.failed_runtime = Histogram(buckets)
         self.sent_wait = Histogram(wait_buckets)  # sent (or ETA) -> started
         self.received_wait = Histogram(wait_buckets)  # received (or ETA) -> started
-        self.pending: dict[str, list[Any]] = {}  # unfinished task id -> [NAME .. NODE]
-        # Recently finished ids, oldest first: a late task-sent makes no phantom pending task.
-        self.finished: OrderedDict[str, None] = OrderedDict()
+        self.pending: dict[str, list[Any]] = {}  # unfinished task id -> [NAME .. CELL]
+        self.cells: dict[tuple[str, ...], list[Any]] = {}  # (name, hostname, queue) -> cell
+        self._node_cells: dict[tuple[Any, ...], list[Any]] = {}  # (name, node, queue) -> cell
+        # Recently finished ids, so that a late task-sent makes no phantom pending task: two
+        # generations of at most max_finished each (OrderedDict.popitem costs microseconds).
+        self.finished: dict[str, None] = {}
+        self.finished_before: dict[str, None] = {}
         # node name -> [last seen (local), freq, active, last heartbeat timestamp, online]
         self.workers: dict[str, list[Any]] = {}
         self.names: dict[str, str] = {}  # task names with their own label value
         self.dropped: dict[str, int] = {}  # what the bounds dropped, by reason
         self._purged_other = 0  # name="other" events of series removed with a gone worker
         self._hosts: dict[str, str] = {}  # node name -> hostname label (cache)
-        self._received_counts = self.counts["task-received"]
-        self._started_counts = self.counts["task-started"]
-        self._succeeded_counts = self.counts["task-succeeded"]
         self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             "task-sent": self._sent,
-            "task-received": self._received,
-            "task-started": self._started,
-            "task-succeeded": self._succeeded,
             "task-failed": self._failed,
             "task-revoked": self._finished,
             "task-rejected": self._rejected,
@@ -183,17 +190,128 @@ class EventMetrics:
             "worker-heartbeat": self._worker,
             "worker-offline": self._worker_offline,
         }
+        self.event = self._fast_path()  # type: ignore[method-assign]
 
     # ------------------------------------------------------------------ the event path
 
     def event(self, event: dict[str, Any]) -> None:
-        """Count one (normalised, accepted) event."""
-        handler = self._handlers.get(event.get("type"))  # type: ignore[arg-type]
-        if handler is not None:
+        """Count one (normalised, accepted) event (replaced per instance by `_fast_path()`)."""
+        self.event(event)
+
+    def _fast_path(self) -> Callable[[dict[str, Any]], None]:
+        """The event handler, as a closure over everything it touches.
+
+        task-received, task-started and task-succeeded are nearly all the stream: they are
+        handled inline with local names only (no attribute lookups, no further calls in the
+        common case), the other types through `_handlers`. This keeps counting to a small
+        fraction of the receiver's own per-event cost (see `make bench`, bench_metrics).
+        """
+        pending = self.pending
+        pending_get, pending_pop = pending.get, pending.pop
+        finished, finished_before = self.finished, self.finished_before
+        max_finished, max_pending = self.max_finished, self.max_pending
+        finish_generation = self._finish_generation
+        runtime_bounds, wait_bounds = self.runtime.bounds, self.received_wait.bounds
+        names_get, name_of = self.names.get, self.name
+        handlers_get = self._handlers.get
+        unknown_cell, relabel, row, evict = (
+            self._unknown_cell,
+            self._relabel,
+            self._row,
+            self._evict,
+        )
+        drop = self._drop
+        number = NUMBER
+        node_cells_get = self._node_cells.get
+
+        def event(ev: dict[str, Any]) -> None:
             try:
-                handler(event)
+                etype = ev.get("type")
+                if etype == "task-started":
+                    task = pending_get(ev.get("uuid"))  # type: ignore[arg-type]
+                    if task is None:
+                        unknown_cell(ev)[STARTED_N] += 1
+                        return
+                    node = ev.get("hostname")
+                    if node != task[NODE] or task[LABELS] is None:
+                        cell = node_cells_get((task[NAME], node, task[QUEUE])) or relabel(
+                            task, node
+                        )
+                        task[CELL], task[NODE], task[LABELS] = cell, node, cell[CELL_LABELS]
+                    cell = task[CELL]
+                    cell[STARTED_N] += 1
+                    started = ev.get("timestamp")
+                    if started.__class__ in number:
+                        task[STARTED] = started
+                        eta = task[ETA] or 0.0
+                        if task[SENT] is not None:
+                            wait = started - max(task[SENT], eta)
+                            wait = wait if wait > 0.0 else 0.0
+                            hist = cell[SENT_WAIT] or row(cell, SENT_WAIT)
+                            hist[bisect_left(wait_bounds, wait)] += 1
+                            hist[-1] += wait
+                        if task[RECEIVED] is not None:
+                            wait = started - max(task[RECEIVED], eta)
+                            wait = wait if wait > 0.0 else 0.0
+                            hist = cell[RECEIVED_WAIT] or row(cell, RECEIVED_WAIT)
+                            hist[bisect_left(wait_bounds, wait)] += 1
+                            hist[-1] += wait
+                elif etype == "task-succeeded":
+                    uuid = ev.get("uuid")
+                    task = pending_pop(uuid, None)  # type: ignore[arg-type]
+                    if task is None:
+                        cell = unknown_cell(ev)
+                    else:
+                        node = ev.get("hostname")
+                        if node != task[NODE] or task[LABELS] is None:
+                            cell = node_cells_get((task[NAME], node, task[QUEUE])) or relabel(
+                                task, node
+                            )
+                            task[CELL], task[NODE], task[LABELS] = cell, node, cell[CELL_LABELS]
+                        cell = task[CELL]
+                        finished[uuid] = None  # type: ignore[index]
+                        if len(finished) >= max_finished:
+                            finish_generation()
+                    cell[SUCCEEDED_N] += 1
+                    runtime = ev.get("runtime")
+                    if runtime.__class__ in number:
+                        hist = cell[RUNTIME] or row(cell, RUNTIME)
+                        hist[bisect_left(runtime_bounds, runtime)] += 1
+                        hist[-1] += runtime
+                elif etype == "task-received":
+                    uuid = ev.get("uuid")
+                    task = pending_get(uuid)  # type: ignore[arg-type]
+                    if task is None:
+                        if uuid.__class__ is not str or uuid in finished or uuid in finished_before:
+                            unknown_cell(ev)[RECEIVED_N] += 1
+                            return
+                        name = ev.get("name")
+                        task = [None] * FIELDS
+                        task[NAME] = names_get(name) or name_of(name)  # type: ignore[arg-type]
+                        task[FIRST_SEEN] = ev.get("local_received")
+                        if len(pending) >= max_pending:
+                            evict()
+                        pending[uuid] = task
+                    received = ev.get("timestamp")
+                    task[RECEIVED] = received if received.__class__ in number else None
+                    task[STARTED] = None  # a retry is a new delivery: its wait starts again
+                    if ev.get("eta"):
+                        task[ETA] = eta_timestamp(ev["eta"])
+                    node = ev.get("hostname")
+                    if node != task[NODE] or task[LABELS] is None:
+                        cell = node_cells_get((task[NAME], node, task[QUEUE])) or relabel(
+                            task, node
+                        )
+                        task[CELL], task[NODE], task[LABELS] = cell, node, cell[CELL_LABELS]
+                    task[CELL][RECEIVED_N] += 1
+                else:
+                    handler = handlers_get(etype)  # type: ignore[arg-type]
+                    if handler is not None:
+                        handler(ev)
             except Exception:  # an odd field must never cost the stream: count it, go on
-                self._drop("metrics_error")
+                drop("metrics_error")
+
+        return event
 
     def host(self, nodename: Any) -> str:
         """The hostname label value of a node name under the hostname mode."""
@@ -236,21 +354,44 @@ class EventMetrics:
     def _drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
+    def _cell(self, labels: tuple[str, ...]) -> list[Any]:
+        cell = self.cells.get(labels)
+        if cell is None:
+            cell = self.cells[labels] = [0, 0, 0, None, None, None, labels]
+        return cell
+
+    def _unknown_cell(self, event: dict[str, Any]) -> list[Any]:
+        """The cell of an event whose task is not pending (never seen, evicted, finished)."""
+        return self._cell(self._labels(None, event))
+
+    def _row(self, cell: list[Any], index: int) -> list[float]:
+        """The cell's row of a histogram, made on its first observation."""
+        histogram = {RUNTIME: self.runtime, RECEIVED_WAIT: self.received_wait}.get(
+            index, self.sent_wait
+        )
+        cell[index] = histogram.row(cell[CELL_LABELS])
+        return cell[index]  # type: ignore[no-any-return]
+
+    def _evict(self) -> None:
+        """The pending map is full: forget its oldest task (its later events count unnamed)."""
+        pending = self.pending
+        del pending[next(iter(pending))]
+        self._drop("pending_evicted")
+
     def _add(self, etype: str, labels: tuple[str, ...]) -> None:
         counts = self.counts[etype]
         counts[labels] = counts.get(labels, 0) + 1
 
     def _new(self, uuid: Any, event: dict[str, Any]) -> list[Any] | None:
         """A pending record for a task first seen by its task-sent or task-received."""
-        if type(uuid) is not str or uuid in self.finished:
+        if type(uuid) is not str or uuid in self.finished or uuid in self.finished_before:
             return None
-        task = [self.name(event.get("name")), None, None, None, None, None, None, None, None]
+        task = [None] * FIELDS
+        task[NAME] = self.name(event.get("name"))
         task[FIRST_SEEN] = event.get("local_received")
-        pending = self.pending
-        if len(pending) >= self.max_pending:
-            del pending[next(iter(pending))]
-            self._drop("pending_evicted")
-        pending[uuid] = task
+        if len(self.pending) >= self.max_pending:
+            self._evict()
+        self.pending[uuid] = task
         return task
 
     def _labels(self, task: list[Any] | None, event: dict[str, Any]) -> tuple[str, str, str]:
@@ -258,15 +399,19 @@ class EventMetrics:
         node = event.get("hostname")
         if task is None:
             return self.name(event.get("name")), self.host(node), self.default_queue
-        labels = task[LABELS]
-        if labels is None or node != task[NODE]:
-            labels = self._relabel(task, node)
-        return labels
+        if task[LABELS] is None or node != task[NODE]:
+            self._relabel(task, node)
+        return task[LABELS]  # type: ignore[no-any-return]
 
-    def _relabel(self, task: list[Any], node: Any) -> tuple[str, str, str]:
+    def _relabel(self, task: list[Any], node: Any) -> list[Any]:
+        """Label a task's worker events from `node` (cached until the node or queue changes);
+        return the cell of those labels."""
         labels = (task[NAME], self.host(node), task[QUEUE] or self.default_queue)
-        task[LABELS], task[NODE] = labels, node
-        return labels
+        cell = self._cell(labels)
+        task[LABELS], task[NODE], task[CELL] = labels, node, cell
+        if type(node) is str and len(self._node_cells) < 100_000:
+            self._node_cells[(task[NAME], node, task[QUEUE])] = cell
+        return cell
 
     def _sent(self, event: dict[str, Any]) -> None:
         uuid = event.get("uuid")
@@ -285,69 +430,6 @@ class EventMetrics:
             task[ETA] = eta_timestamp(eta)
         labels = (task[NAME], self.sender(event.get("hostname")), task[QUEUE] or self.default_queue)
         self._add("task-sent", labels)
-
-    # The three handlers below see nearly every task event: their steps are written inline.
-
-    def _received(self, event: dict[str, Any]) -> None:
-        uuid = event.get("uuid")
-        task = self.pending.get(uuid)  # type: ignore[arg-type]
-        if task is None:
-            task = self._new(uuid, event)
-            if task is None:
-                self._add("task-received", self._labels(None, event))
-                return
-        received = event.get("timestamp")
-        task[RECEIVED] = received if received.__class__ in NUMBER else None
-        task[STARTED] = None  # a retry is a new delivery: its wait starts again
-        if event.get("eta"):
-            task[ETA] = eta_timestamp(event["eta"])
-        node = event.get("hostname")
-        labels = task[LABELS]
-        if labels is None or node != task[NODE]:
-            labels = self._relabel(task, node)
-        counts = self._received_counts
-        counts[labels] = counts.get(labels, 0) + 1
-
-    def _started(self, event: dict[str, Any]) -> None:
-        task = self.pending.get(event.get("uuid"))  # type: ignore[arg-type]
-        if task is None:
-            self._add("task-started", self._labels(None, event))
-            return
-        node = event.get("hostname")
-        labels = task[LABELS]
-        if labels is None or node != task[NODE]:
-            labels = self._relabel(task, node)
-        counts = self._started_counts
-        counts[labels] = counts.get(labels, 0) + 1
-        started = event.get("timestamp")
-        if started.__class__ not in NUMBER:
-            return
-        task[STARTED] = started
-        eta = task[ETA] or 0.0
-        if task[SENT] is not None:
-            self.sent_wait.observe(labels, max(0.0, started - max(task[SENT], eta)))
-        if task[RECEIVED] is not None:
-            self.received_wait.observe(labels, max(0.0, started - max(task[RECEIVED], eta)))
-
-    def _succeeded(self, event: dict[str, Any]) -> None:
-        uuid = event.get("uuid")
-        task = self.pending.pop(uuid, None)  # type: ignore[arg-type]
-        if task is None:
-            labels = self._labels(None, event)
-        else:
-            node = event.get("hostname")
-            labels = task[LABELS]
-            if labels is None or node != task[NODE]:
-                labels = self._relabel(task, node)
-            finished = self.finished
-            if len(finished) >= self.max_finished:
-                finished.popitem(last=False)
-            finished[uuid] = None  # type: ignore[index]
-        counts = self._succeeded_counts
-        counts[labels] = counts.get(labels, 0) + 1
-        runtime = event.get("runtime")
-        if runtime.__class__ in NUMBER:
-            self.runtime.observe(labels, runtime)
 
     def _failed(self, event: dict[str, Any]) -> None:
         uuid = event.get("uuid")
@@ -381,10 +463,16 @@ class EventMetrics:
         self._add("task-retried", self._labels(task, event))
 
     def _finish(self, uuid: str) -> None:
-        finished = self.finished
-        if len(finished) >= self.max_finished:
-            finished.popitem(last=False)
-        finished[uuid] = None
+        self.finished[uuid] = None
+        if len(self.finished) >= self.max_finished:
+            self._finish_generation()
+
+    def _finish_generation(self) -> None:
+        """The current generation of finished ids becomes the previous one (both dicts stay
+        the same objects: the fast path holds them)."""
+        self.finished_before.clear()
+        self.finished_before.update(self.finished)
+        self.finished.clear()
 
     def _worker(self, event: dict[str, Any]) -> None:
         hostname = event.get("hostname")
@@ -414,21 +502,21 @@ class EventMetrics:
 
     def drops(self) -> dict[str, int]:
         """What the budget and the bounds dropped, by reason."""
-        other = sum(
-            count
-            for counts in self.counts.values()
-            for labels, count in list(counts.items())
-            if labels[0] is OTHER
-        )
+        other = sum(count for key, count in self.counters().items() if key[1] is OTHER)
         return {"task_name": other + self._purged_other, **self.dropped}
 
     def counters(self) -> dict[tuple[str, ...], int]:
         """(event type, name, hostname, queue_name[, exception]) -> count, a copy."""
-        return {
+        result = {
             (etype, *labels): count
             for etype, counts in self.counts.items()
             for labels, count in list(counts.items())
         }
+        for labels, cell in list(self.cells.items()):
+            for etype, index in HOT.items():
+                if cell[index]:
+                    result[(etype, *labels)] = cell[index]
+        return result
 
     def worker_series(self, now: float, expiry: float) -> list[tuple[str, bool, int, Any]]:
         """(hostname label, up, active, last heartbeat) per label; forgets expired workers.
@@ -462,6 +550,16 @@ class EventMetrics:
         return [(label, up, active, beat) for label, (up, active, beat) in by_label.items()]
 
     def _purge_host(self, label: str) -> None:
+        for labels in [labels for labels in list(self.cells) if labels[1] == label]:
+            cell = self.cells.pop(labels, None)
+            if cell is not None and labels[0] is OTHER:
+                self._purged_other += sum(cell[index] for index in HOT.values())
+        for key, cell in list(self._node_cells.items()):
+            if cell[CELL_LABELS][1] == label:
+                self._node_cells.pop(key, None)
+        for task in list(self.pending.values()):
+            if task[LABELS] is not None and task[LABELS][1] == label:
+                task[LABELS] = None  # a later event makes a fresh cell
         for counts in self.counts.values():
             for key in [key for key in list(counts) if key[1] == label]:
                 count = counts.pop(key, 0)

@@ -245,13 +245,15 @@ def test_a_late_task_sent_after_success_leaves_no_phantom_unfinished_task() -> N
 
 
 def test_odd_fields_never_raise() -> None:
-    """Malformed fields are counted as a metrics error or ignored; event() never raises."""
+    """Malformed fields never raise: what cannot be read counts as a metrics error."""
     m = EventMetrics()
     m.event(ev("task-received", "t1", name=["not", "a", "name"], hostname=None, eta="garbage"))
     m.event(ev("task-started", "t1", at="noon", hostname=W1))
     m.event(ev("worker-heartbeat", hostname=123, freq="x"))
     m.event({"type": "task-succeeded"})
-    assert count(m, "task-received") == 1
+    assert m.drops()["metrics_error"] == 1  # an unhashable name
+    assert count(m, "task-started", name="unknown") == 1
+    assert count(m, "task-succeeded", name="unknown") == 1
 
 
 def test_parse_buckets() -> None:

@@ -16,11 +16,14 @@ drains add up to that many seconds.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import statistics
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from bench.bench_receiver import EVENTS, URL
@@ -185,6 +188,21 @@ def sustained(batch: int = 24) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def broker_lock() -> Iterator[None]:
+    """Hold the test suite's broker lock shared: a chaos test cannot stop RabbitMQ meanwhile."""
+    fd = os.open(
+        os.environ.get("EVCAM_TEST_LOCK", "/tmp/evcam-test-brokers.lock"),
+        os.O_RDWR | os.O_CREAT,
+        0o666,
+    )
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
 def main() -> dict[str, Any]:
     from bench import quiet_debug
 
@@ -194,7 +212,7 @@ def main() -> dict[str, Any]:
         f"{'shape':<8} {'metrics':<10} {'events/s':>10} {'seconds':>8} {'of off':>8}"
         f" {'events/cpu-s':>12} {'of off':>8}"
     )
-    with quiet_debug():
+    with quiet_debug(), broker_lock():
         for batch in SHAPES:
             results["single" if batch == 1 else f"list{batch}"] = _shape(batch)
         if SUSTAINED > 0:

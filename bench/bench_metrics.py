@@ -31,7 +31,7 @@ from bench.bench_receiver import EVENTS, URL
 EXCHANGE = "evcam.bench.metrics"  # its own: the receiver benchmark's queues must not fill up
 ROUNDS = int(os.environ.get("EVCAM_BENCH_ROUNDS", "3"))
 SUSTAINED = float(os.environ.get("EVCAM_BENCH_SUSTAINED", "0"))
-SHAPES = [int(n) for n in os.environ.get("EVCAM_BENCH_METRICS_SHAPES", "1,24").split(",")]
+SHAPES = [int(n) for n in os.environ.get("EVCAM_BENCH_METRICS_SHAPES", "1,24").split(",") if n]
 SCRAPE_INTERVAL = 0.1
 
 

@@ -15,9 +15,10 @@ import time
 from typing import Any
 
 import orjson
-import structlog
 
-log = structlog.get_logger(__name__)
+from evcam.log import get_logger
+
+log = get_logger(__name__)
 
 #: Deepest nesting of lists and dicts accepted in an event field (Celery sends flat values).
 MAX_DEPTH = 32

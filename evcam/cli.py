@@ -33,7 +33,7 @@ that holds a password: the command line is visible to every user in `ps`.
 \b
 Exit codes: 0 stopped cleanly (or --detach while already running), 2 usage error,
 73 cannot create the pidfile or logfile, 75 already running (--foreground),
-78 configuration error (camera, rate).
+78 configuration error (camera, rate, --http address or busy port).
 """
 
 
@@ -287,6 +287,42 @@ class Main(click.Group):
     show_default=True,
     help="Seconds between status log lines.",
 )
+@click.option(
+    "--http",
+    default=None,
+    metavar="[HOST:]PORT",
+    help="Serve /metrics, /healthz and /readyz (a bare port binds 127.0.0.1; suggested 9817).",
+)
+@click.option(
+    "--metrics-hostname",
+    type=click.Choice(["full", "host", "none"], case_sensitive=False),
+    default="full",
+    show_default=True,
+    help="hostname label: the node name, only the host after @, or empty.",
+)
+@click.option(
+    "--metrics-max-task-names",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Task names with their own label; the rest count as name=other.",
+)
+@click.option(
+    "--metrics-worker-expiry",
+    type=POSITIVE,
+    default=600.0,
+    show_default=True,
+    help="Seconds after a worker's last event before its series are removed.",
+)
+@click.option("--metrics-buckets", default=None, help="Runtime histogram bounds, e.g. 0.1,1,10.")
+@click.option("--metrics-wait-buckets", default=None, help="Queue-wait histogram bounds.")
+@click.option(
+    "--ready-periods",
+    type=POSITIVE,
+    default=5.0,
+    show_default=True,
+    help="/readyz: every camera stored a shot within this many --frequency periods.",
+)
 @click.pass_context
 def main(ctx: click.Context, camera_option: tuple[str, ...], **options: Any) -> None:
     """Record snapshots of a Celery cluster's event stream with a camera.
@@ -305,6 +341,7 @@ def main(ctx: click.Context, camera_option: tuple[str, ...], **options: Any) -> 
             err=True,
         )
     options["log_format"] = options["log_format"].lower()
+    options["metrics_hostname"] = options["metrics_hostname"].lower()
     if options["queue_type"]:
         options["queue_type"] = options["queue_type"].lower()
     settings = Settings(camera_options=MappingProxyType(_camera_options(camera_option)), **options)

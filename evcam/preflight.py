@@ -308,6 +308,44 @@ def check_delivery(cls: Callable[..., Any], settings: Settings) -> None:
         )
 
 
+def check_http(settings: Settings) -> Settings:
+    """The endpoints' address (bound once, so a busy port fails here) and metric options."""
+    if settings.http is None:
+        return settings
+    from evcam.endpoints import AddressError, parse_address, probe
+    from evcam.metrics import HOSTNAME_MODES, BucketsError, parse_buckets
+
+    try:
+        host, port = parse_address(settings.http)
+        probe(host, port)
+    except AddressError as exc:
+        raise PreflightError("--http", str(exc)) from exc
+    if settings.metrics_hostname not in HOSTNAME_MODES:
+        modes = ", ".join(HOSTNAME_MODES)
+        raise PreflightError(
+            "--metrics-hostname", f"one of {modes}, not {settings.metrics_hostname!r}"
+        )
+    for option, value in (
+        ("--metrics-max-task-names", settings.metrics_max_task_names),
+        ("--metrics-worker-expiry", settings.metrics_worker_expiry),
+        ("--ready-periods", settings.ready_periods),
+    ):
+        if not value > 0:
+            raise PreflightError(option, f"must be > 0, not {value}")
+    buckets = {}
+    for option, field in (
+        ("--metrics-buckets", "metrics_buckets"),
+        ("--metrics-wait-buckets", "metrics_wait_buckets"),
+    ):
+        value = getattr(settings, field)
+        if value is not None:
+            try:
+                buckets[field] = parse_buckets(value)
+            except BucketsError as exc:
+                raise PreflightError(option, str(exc)) from exc
+    return settings.replace(**buckets)
+
+
 def _absolute(path: str | None) -> str | None:
     return os.path.abspath(os.path.expanduser(path)) if path else None
 
@@ -326,6 +364,7 @@ def preflight(settings: Settings) -> Settings:
             "--camera-option", f"{sorted(reserved)[0]!r} is set by evcam itself", exitcodes.USAGE
         )
     check_rate("--maxrate", settings.maxrate)
+    settings = check_http(settings)
     # Every path is made absolute first: the daemon runs in its --workdir (default "/").
     paths = settings.replace(
         logfile=_absolute(settings.logfile),

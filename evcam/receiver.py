@@ -226,6 +226,7 @@ class Receiver:
         self.on_connection_error: Callable[[Exception, float], None] = _noop
         self.on_backlog: Callable[[], None] = _noop  # acks mode: please store a shot soon
         self.on_stopping: Callable[[], None] = _noop  # before the connection closes on stop
+        self.on_event: Callable[[dict[str, Any]], None] | None = None  # each accepted event
 
         self._conn: Connection | None = None
         self._channel: Any = None
@@ -871,7 +872,7 @@ class Receiver:
             return
         now = time.time()
         normalize = self.clock.normalize
-        feed = state.event
+        feed, on_event = state.event, self.on_event
         pause_seq = self._pause_seq
         acks = self.acks  # back-pressure and early shots exist in ack mode only
         accepted = 0
@@ -899,6 +900,8 @@ class Receiver:
                 if etype[:1] == "w":
                     self._track_worker(etype, event)
                 # Here, and only here, an event has been applied to the state.
+                if on_event is not None:
+                    on_event(event)
             except Exception as exc:  # poison: confined to this event, never a reconnect
                 self._reject("poison", _describe(exc), exc)
                 continue

@@ -259,6 +259,12 @@ def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: 
         )
     status = Status(receiver, camera, state, settings.status_interval)
     broker = mask_url(settings.broker)
+    monitoring = _monitoring(settings, receiver, camera, state)
+    if settings.http is not None and monitoring is None:
+        unwire()
+        if own_timer:
+            timer.stop()
+        return exitcodes.CONFIG
 
     def on_ready() -> None:
         logger.info("evcam.consuming", exchange=settings.exchange)
@@ -266,6 +272,8 @@ def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: 
 
     def on_iteration() -> None:
         notifier.watchdog()
+        if monitoring is not None:
+            monitoring.beat()
         if signals.reopen:
             signals.reopen = False
             logging_.reopen()
@@ -297,8 +305,25 @@ def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: 
             unwire()
             if own_timer:
                 timer.stop()
+            if monitoring is not None:
+                monitoring.close()
     logger.info("evcam.stopped", **status.line())
     return exitcodes.OK
+
+
+def _monitoring(settings: Settings, receiver: Any, camera: Any, state: Any) -> Any:
+    """Start `--http` (metrics, health endpoints); None when off or when it cannot listen."""
+    if settings.http is None:
+        return None
+    from evcam.monitoring import Monitoring
+
+    try:
+        monitoring = Monitoring.start(settings, receiver, {type(camera).__name__: camera}, state)
+    except OSError as exc:  # taken between preflight's probe and now
+        logger.error("evcam.http_failed", http=settings.http, error=str(exc))
+        return None
+    logger.info("evcam.http", address="{}:{}".format(*monitoring.server.address))
+    return monitoring
 
 
 def _why_no_acks(settings: Settings, driver: str) -> str:

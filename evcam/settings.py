@@ -53,6 +53,15 @@ class Settings:
     loglevel: int = logging.INFO
     log_format: str = "auto"
     status_interval: float = 60.0
+    # The HTTP endpoints (/metrics, /healthz, /readyz): None = off; "[HOST:]PORT".
+    http: str | None = None
+    metrics_hostname: str = "full"  # hostname label: full node name, host part, or none
+    metrics_max_task_names: int = 1000  # the rest are counted as name="other"
+    metrics_worker_expiry: float = 600.0  # forget a silent worker's series after this long
+    # Histogram upper bounds ("0.1,1,10" is parsed by preflight); None: the defaults.
+    metrics_buckets: tuple[float, ...] | str | None = None  # runtime histograms
+    metrics_wait_buckets: tuple[float, ...] | str | None = None  # queue-wait histograms
+    ready_periods: float = 5.0  # /readyz: every camera stored a shot within this many periods
     timer: Any = None  # a Timer to hand to the camera instead of evcam's own (tests, Celery)
     app: Any = None  # a Celery app handed to cameras written for Celery's Polaroid
 
@@ -109,6 +118,7 @@ class Settings:
             "logfile": self.logfile,
             "loglevel": logging.getLevelName(self.loglevel),
             "log_format": self.log_format,
+            "http": self.http,
         }
 
 

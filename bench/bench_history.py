@@ -34,6 +34,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 
 from bench import quiet_debug
+from bench.bench_sql import POSTGRES_URL, postgres_up
 from evcam.cameras.sql import SQLCamera
 from evcam.state import State
 from evcam.timer import Timer
@@ -42,7 +43,6 @@ ROWS = int(os.environ.get("EVCAM_BENCH_HISTORY_ROWS", "1000000"))
 DATABASES = os.environ.get("EVCAM_BENCH_HISTORY_DBS", "sqlite,postgresql").split(",")
 # "incremental": the SQLite store is created with sqlite_vacuum=incremental (newer evcam only).
 SQLITE_VACUUM = os.environ.get("EVCAM_BENCH_HISTORY_SQLITE_VACUUM", "")
-POSTGRES_URL = os.environ.get("EVCAM_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1/test")
 DAY = 86400.0
 DAYS = 5
 CHUNK = 5_000  # tasks started per write; each write also finishes the previous chunk (10k rows)
@@ -306,20 +306,6 @@ def run_one(kind: str, url: str, prefix: str, now: float, path: Path | None) -> 
         writer.close()
         writer.timer.stop()
     return figures
-
-
-def postgres_up() -> bool:
-    from sqlalchemy import create_engine
-
-    engine = create_engine(POSTGRES_URL, connect_args={"connect_timeout": 2})
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        return True
-    except Exception:
-        return False
-    finally:
-        engine.dispose()
 
 
 def main() -> dict[str, Any]:

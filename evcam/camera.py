@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from evcam.log import get_logger
@@ -105,6 +106,9 @@ class Polaroid:
         self.last_shot_at: float | None = None
         self.last_duration: float | None = None
         self.last_error: str | None = None
+        # With several cameras the runner sets this: `clear_after` then forgets only what
+        # every clearing camera stored (evcam.cameraset.ClearGate), not each shot at once.
+        self.clear_hook: Callable[[Any], None] | None = None
         if self._frozen:
             logger.warning(
                 "camera.no_snapshot",
@@ -228,7 +232,7 @@ class Polaroid:
             self.stored_signal.send(sender=self.state, snapshot=snapshot, camera=self)
             if self.clear_after and not self._frozen:
                 try:
-                    self.state.clear_shown(snapshot)
+                    (self.clear_hook or self.state.clear_shown)(snapshot)
                 except Exception as exc:
                     self._count_error(exc, "camera.clear_failed", snapshot)
                     return False

@@ -13,6 +13,7 @@ from typing import Any
 
 from evcam import exitcodes
 from evcam.cameraspec import (
+    SHORT_NAMES,
     CameraSpec,
     CameraSpecError,
     camera_list,
@@ -64,7 +65,8 @@ def load_camera(spec: str | type) -> Callable[..., Any]:
     if not valid:
         raise PreflightError(
             "--camera",
-            f"{spec!r} is not a dotted path like 'pkg.module.Class' or 'pkg.module:Class'",
+            f"{spec!r} is not a dotted path like 'pkg.module.Class' or 'pkg.module:Class', "
+            f"nor a built-in camera ({', '.join(SHORT_NAMES)})",
         )
     try:
         target: Any = importlib.import_module(module_name)

@@ -129,7 +129,8 @@ def test_sql_jsonl_and_a_celery_camera_in_one_daemon_match_celerys_state(
     assert {k: v for k, v in shots[-1].items() if k in expected} == expected  # the final shot
     status = logged(tmp_path / "evcam.log", "evcam.status")[-1]
     assert set(status["cameras"]) == {"SQLCamera", "JSONLCamera", "SeenTasks"}
-    assert all(c["errors"] == 0 and c["shots"] > 0 for c in status["cameras"].values())
+    for name in ("SQLCamera", "JSONLCamera"):  # Celery's Polaroid keeps no counters
+        assert status["cameras"][name]["errors"] == 0 and status["cameras"][name]["shots"] > 0
 
 
 @pytest.mark.timeout(180)

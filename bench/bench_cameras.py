@@ -60,12 +60,14 @@ def _cameras(state: Any, count: int, tmp: str) -> dict[str, Any]:
 
 
 def _drain(count: int, tmp: str) -> dict[str, float]:
-    from evcam.cameraset import cancel_all
+    from evcam.cameraset import SharedSnapshots, cancel_all
     from evcam.receiver import Receiver
     from evcam.state import State
 
     state = State(max_tasks_in_memory=EVENTS, max_workers_in_memory=5_000)
     cameras = _cameras(state, count, tmp)
+    if count > 1:  # as the runner wires several cameras
+        SharedSnapshots(state).attach(cameras)
     stored: dict[str, int] = {}
 
     def on_stored(sender: Any, snapshot: Any = None, camera: Any = None, **_: Any) -> None:

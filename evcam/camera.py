@@ -109,6 +109,9 @@ class Polaroid:
         # With several cameras the runner sets this: `clear_after` then forgets only what
         # every clearing camera stored (evcam.cameraset.ClearGate), not each shot at once.
         self.clear_hook: Callable[[Any], None] | None = None
+        # With several cameras the runner sets this (evcam.cameraset.SharedSnapshots): cameras
+        # due at the same moment share one copy of the state instead of taking one each.
+        self.snapshot_source: Callable[[], Any] | None = None
         if self._frozen:
             logger.warning(
                 "camera.no_snapshot",
@@ -222,7 +225,8 @@ class Polaroid:
                     snapshot = self.state
                     self.state.freeze_while(self._show, snapshot, clear_after=self.clear_after)
                 else:
-                    snapshot = self.state.snapshot()  # defers the cyclic GC while it copies
+                    # Defers the cyclic GC while it copies; several cameras may share one copy.
+                    snapshot = (self.snapshot_source or self.state.snapshot)()
                     self._show(snapshot)
             except Exception as exc:
                 self._count_error(exc, "camera.shutter_failed", snapshot)

@@ -17,7 +17,7 @@ from typing import Any
 
 from evcam.log import get_logger
 
-__all__ = ["FINAL_SHOT_TIMEOUT", "AckWindow", "ClearGate", "cancel_all"]
+__all__ = ["FINAL_SHOT_TIMEOUT", "AckWindow", "ClearGate", "SharedSnapshots", "cancel_all"]
 
 logger = get_logger(__name__)
 
@@ -138,6 +138,41 @@ class ClearGate:
                 if key != name:  # keep the caller's newest; drop copies nobody needs
                     del self._latest[key]
             self.state.clear_shown(oldest)
+
+
+class SharedSnapshots:
+    """One copy of the state for the cameras that are due at the same moment.
+
+    A snapshot costs a copy of the whole model, taken under the state's lock, so three cameras
+    would copy it three times per period and hold ingestion back three times as long. Cameras
+    with the same period fire together: the first copies, the others (waiting on this lock
+    meanwhile) get the same snapshot if it is at most `window` seconds old. A snapshot is
+    read-only, so sharing it is safe; a camera that gets a slightly older one simply stores
+    the rest with its next shot (zero-loss mode acks only what that snapshot held).
+    """
+
+    def __init__(self, state: Any, window: float = 0.1) -> None:
+        self.state, self.window = state, window
+        self._last: Any = None
+        self._at = 0.0
+        self._lock = threading.Lock()
+        self.taken = self.shared = 0  # counters, for tests and the benchmark
+
+    def __call__(self) -> Any:
+        with self._lock:
+            if self._last is not None and time.monotonic() - self._at <= self.window:
+                self.shared += 1
+                return self._last
+            self._last = self.state.snapshot()
+            self._at = time.monotonic()
+            self.taken += 1
+            return self._last
+
+    def attach(self, cameras: Mapping[str, Any]) -> None:
+        """Make the cameras that support it (evcam's Polaroid) take their snapshots here."""
+        for camera in cameras.values():
+            if hasattr(camera, "snapshot_source"):
+                camera.snapshot_source = self
 
 
 def cancel_all(cameras: Mapping[str, Any], timeout: float = FINAL_SHOT_TIMEOUT) -> list[str]:

@@ -237,7 +237,7 @@ def serve(settings: Settings, signals: Signals) -> int:
 
 
 def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: Any) -> int:
-    from evcam.cameraset import ClearGate, cancel_all
+    from evcam.cameraset import ClearGate, SharedSnapshots, cancel_all
     from evcam.receiver import Receiver
     from evcam.state import State
     from evcam.timer import Timer
@@ -261,6 +261,7 @@ def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: 
             return exitcodes.CONFIG
     if len(cameras) > 1:
         ClearGate(state, cameras)
+        SharedSnapshots(state).attach(cameras)
     camera = next(iter(cameras.values()))
     receiver = Receiver(
         state,

@@ -8,7 +8,7 @@ import threading
 from typing import Any
 
 from evcam.camera import Polaroid
-from evcam.cameraset import AckWindow, ClearGate, cancel_all
+from evcam.cameraset import AckWindow, ClearGate, SharedSnapshots, cancel_all
 from evcam.runner import Status
 from evcam.state import State
 from evcam.timer import Timer
@@ -170,5 +170,31 @@ def test_status_reports_every_camera_and_the_totals() -> None:
         assert counters["last_shot_at"] == min(a.last_shot_at, b.last_shot_at)
         assert "(SQLCamera 2/0, JSONLCamera 1/0 shots/errors)" in status.text(counters)
     finally:
+        a.cancel()
+        b.cancel()
+
+
+def test_cameras_due_together_share_one_snapshot() -> None:
+    """Two cameras shooting within the window get the same copy of the state (one copy, not
+    two); after the window a new copy is taken, and no camera ever gets an older one."""
+    state = State()
+    a, b = Polaroid(state), Polaroid(state)
+    shared = SharedSnapshots(state, window=60.0)
+    shared.attach({"a": a, "b": b})
+    seen: list[Any] = []
+
+    def shown(sender: Any, snapshot: Any = None, **_: Any) -> None:
+        seen.append(snapshot)
+
+    Polaroid.shutter_signal.connect(shown, sender=state)
+    try:
+        assert a.capture() and b.capture()
+        assert (shared.taken, shared.shared) == (1, 1) and seen[0] is seen[1]
+        _feed(_receiver(state), lifecycles(2)[0])
+        shared.window = 0.0
+        assert b.capture()
+        assert shared.taken == 2 and seen[2] is not seen[1] and seen[2].seq > seen[1].seq
+    finally:
+        Polaroid.shutter_signal.disconnect(shown, sender=state)
         a.cancel()
         b.cancel()

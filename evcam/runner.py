@@ -52,7 +52,7 @@ def run(settings: Settings) -> int:
 
 
 def evcam(
-    camera: str | type,
+    camera: str | type | list[str | type] | tuple[str | type, ...],
     freq: float = 1.0,
     maxrate: str | None = None,
     loglevel: int | str = 0,
@@ -63,6 +63,9 @@ def evcam(
     **kwargs: Any,
 ) -> int:
     """Record snapshots with `camera` until SIGTERM/SIGINT, in this process (blocking).
+
+    `camera` is one camera (a class, a dotted path or `sql`/`jsonl`/`dump`) or a list of them;
+    with several, `camera_options` keys carry a camera prefix (`{"jsonl.path": ...}`).
 
     `kwargs` are further Settings fields (`broker`, `exchange`, `camera_options`, ...). With a
     Celery `app`, its broker URL and event exchange are the defaults and cameras receive it.
@@ -76,6 +79,8 @@ def evcam(
         if conf.event_exchange:
             kwargs.setdefault("exchange", conf.event_exchange)
     options = kwargs.pop("camera_options", {})
+    if isinstance(camera, list):
+        camera = tuple(camera)
     settings = Settings(
         camera=camera,
         freq=freq,

@@ -450,6 +450,13 @@ def resolve_cameras(settings: Settings) -> tuple[CameraSpec, ...]:
     specs = []
     for (name, cls), options in zip(loaded, split, strict=True):
         own = pop_settings(options, _per_camera_freq)
+        reserved = RESERVED_OPTIONS & set(options)
+        if reserved:
+            raise PreflightError(
+                "--camera-option",
+                f"{sorted(reserved)[0]!r} ({name}) is set by evcam itself",
+                exitcodes.USAGE,
+            )
         if "maxrate" in own:
             check_rate("--camera-option", own["maxrate"])
         check_delivery(cls, settings)

@@ -114,3 +114,12 @@ def test_preflight_refuses_bad_camera_sets(
         preflight(_settings(camera, **options))
     assert needle in str(caught.value)
     assert caught.value.exit_code == 78
+
+
+def test_a_prefixed_option_cannot_set_what_evcam_sets_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sql.timer=...` is refused as `timer=...` is: evcam hands each camera its timer."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PreflightError, match=r"'timer' \(SQLCamera\) is set by evcam itself"):
+        preflight(_settings(("sql", "jsonl"), **{"sql.timer": "x", "jsonl.path": "t"}))

@@ -380,6 +380,11 @@ def status(pidfile: str) -> None:
         sys.exit(exitcodes.STATUS_UNKNOWN)
     if found.held:
         click.echo(f"evcam is running (pid {found.pid})")
+        from evcam import statusfile
+
+        record = statusfile.read(pidfile)
+        for line in statusfile.describe(record) if record else ():
+            click.echo(line)
         sys.exit(exitcodes.STATUS_RUNNING)
     if found.exists:
         click.echo(f"evcam is not running, but {pidfile} exists")

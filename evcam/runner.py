@@ -13,7 +13,7 @@ from functools import partial
 from types import MappingProxyType
 from typing import Any
 
-from evcam import __version__, exitcodes
+from evcam import __version__, exitcodes, statusfile
 from evcam import log as logsetup
 from evcam.daemon import Signals, start
 from evcam.log import get_logger, parse_level
@@ -327,6 +327,7 @@ def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: 
             counters = status.line()
             logger.info("evcam.status", **counters)
             notifier.status(status.text(counters))
+            _keep_status(settings, counters)
 
     def on_connection_error(exc: BaseException, interval: float) -> None:
         logger.warning("evcam.broker_unreachable", error=str(exc), retry_in=interval)
@@ -350,10 +351,22 @@ def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: 
         finally:
             unwire()
             _stop_timers(timers, wait=not late)
+            if settings.pidfile:
+                statusfile.remove(settings.pidfile)
             if monitoring is not None:
                 monitoring.close()
     logger.info("evcam.stopped", **status.line())
     return exitcodes.OK
+
+
+def _keep_status(settings: Settings, counters: dict[str, Any]) -> None:
+    """Leave the status record next to the pidfile for `evcam status` (best effort)."""
+    if not settings.pidfile:
+        return
+    try:
+        statusfile.write(settings.pidfile, counters)
+    except OSError as exc:
+        logger.debug("evcam.status_file_failed", error=str(exc))
 
 
 def _stop_timers(timers: list[Any], wait: bool = True) -> None:

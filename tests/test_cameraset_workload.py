@@ -162,7 +162,18 @@ def test_a_camera_blocked_10s_does_not_delay_the_other(tmp_path: Path, rabbitmq_
         unlocked_at = time.time()
         assert wait_until(lambda: stored_states(db) == expected, 90)
         assert wait_until(lambda: jsonl_states(feed) == expected, 30)
+        shown = subprocess.run(
+            evcam_argv("status", "--pidfile", str(pidfile)),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env(),
+            cwd=ROOT,
+        )
+        assert shown.returncode == 0 and "evcam is running" in shown.stdout
+        assert "  SQLCamera: " in shown.stdout and "  JSONLCamera: " in shown.stdout  # counters
         stop(pidfile)
+        assert not Path(f"{pidfile}.status").exists()  # removed at a clean stop
     finally:
         publisher.stop.set()
         stop(pidfile, signal.SIGKILL)

@@ -101,9 +101,9 @@ class AckWindow:
 class ClearGate:
     """`clear_after` with several cameras: forget only what every clearing camera has stored.
 
-    Each clearing camera's stored snapshot is kept until the oldest of them (lowest `seq`) is
-    newer than the last one cleared; then `state.clear_shown(oldest)` runs: every task or worker
-    it forgets is unchanged since a snapshot that each clearing camera has stored.
+    Each clearing camera's latest stored snapshot is kept; once every clearing camera stored
+    one (taken after the previous clear), `state.clear_shown(oldest)` runs (the lowest `seq`):
+    every task or worker it forgets is unchanged since a snapshot each of them has stored.
     """
 
     def __init__(self, state: Any, cameras: Mapping[str, Any]) -> None:
@@ -114,7 +114,7 @@ class ClearGate:
             if getattr(camera, "clear_after", False) and hasattr(camera, "clear_hook")
         ]
         self._latest: dict[str, Any] = {}
-        self._cleared_seq = -1
+        self._cleared_at = float("-inf")
         self._lock = threading.Lock()
         for name in self.clearing:
             cameras[name].clear_hook = self._hook(name)
@@ -127,16 +127,16 @@ class ClearGate:
 
     def stored(self, name: str, snapshot: Any) -> None:
         with self._lock:
+            if getattr(snapshot, "taken_at", self._cleared_at) < self._cleared_at:
+                return  # taken before the last clear: its counts are stale; the next shot counts
             self._latest[name] = snapshot
             if len(self._latest) < len(self.clearing):
                 return
             oldest = min(self._latest.values(), key=lambda shot: shot.seq)
-            if oldest.seq <= self._cleared_seq:
-                return
-            self._cleared_seq = oldest.seq
-            for key in [k for k, shot in self._latest.items() if shot.seq <= oldest.seq]:
-                if key != name:  # keep the caller's newest; drop copies nobody needs
-                    del self._latest[key]
+            # Every clearing camera must store a shot taken after this clear before the next,
+            # so that the event and task counts the state subtracts are never counted twice.
+            self._latest.clear()
+            self._cleared_at = time.time()
             self.state.clear_shown(oldest)
 
 

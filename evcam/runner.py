@@ -152,7 +152,7 @@ class Status:
             f"{counters['camera_errors']} camera errors, {counters['reconnects']} reconnects"
         )
         cameras = counters.get("cameras")
-        if cameras:  # compact: "sql 12/0, jsonl 30/1" (shots/errors)
+        if cameras:  # compact: "SQLCamera 12/0, JSONLCamera 30/1 shots/errors"
             text += (
                 " ("
                 + ", ".join(

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from evcam.log import get_logger
@@ -105,6 +106,12 @@ class Polaroid:
         self.last_shot_at: float | None = None
         self.last_duration: float | None = None
         self.last_error: str | None = None
+        # With several cameras the runner sets this: `clear_after` then forgets only what
+        # every clearing camera stored (evcam.cameraset.ClearGate), not each shot at once.
+        self.clear_hook: Callable[[Any], None] | None = None
+        # With several cameras the runner sets this (evcam.cameraset.SharedSnapshots): cameras
+        # due at the same moment share one copy of the state instead of taking one each.
+        self.snapshot_source: Callable[[], Any] | None = None
         if self._frozen:
             logger.warning(
                 "camera.no_snapshot",
@@ -218,7 +225,8 @@ class Polaroid:
                     snapshot = self.state
                     self.state.freeze_while(self._show, snapshot, clear_after=self.clear_after)
                 else:
-                    snapshot = self.state.snapshot()  # defers the cyclic GC while it copies
+                    # Defers the cyclic GC while it copies; several cameras may share one copy.
+                    snapshot = (self.snapshot_source or self.state.snapshot)()
                     self._show(snapshot)
             except Exception as exc:
                 self._count_error(exc, "camera.shutter_failed", snapshot)
@@ -228,7 +236,7 @@ class Polaroid:
             self.stored_signal.send(sender=self.state, snapshot=snapshot, camera=self)
             if self.clear_after and not self._frozen:
                 try:
-                    self.state.clear_shown(snapshot)
+                    (self.clear_hook or self.state.clear_shown)(snapshot)
                 except Exception as exc:
                     self._count_error(exc, "camera.clear_failed", snapshot)
                     return False

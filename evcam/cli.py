@@ -19,6 +19,7 @@ from evcam.settings import DEFAULT_BROKER, DEFAULT_CAMERA, LOG_FORMATS, Settings
 EPILOG = """\b
 Examples:
   evcam --camera=proj.cameras.MyCamera --frequency=2.0
+  evcam --camera sql --camera jsonl --camera-option jsonl.path=/var/log/evcam/tasks.jsonl
   EVCAM_BROKER=amqp://evcam:secret@mq// evcam --detach \\
       --pidfile=/run/evcam/evcam.pid --logfile=/var/log/evcam/evcam.log
   evcam --camera-option url=postgresql+psycopg://evcam@db/evcam --maxrate=10/m
@@ -93,9 +94,11 @@ def _camera_options(values: tuple[str, ...]) -> dict[str, str]:
     for item in values:
         key, sep, value = item.partition("=")
         key = key.strip()
-        if not sep or not key.isidentifier():
+        prefix, dot, name = key.rpartition(".")
+        valid_prefix = not dot or prefix.isidentifier() or prefix.isdigit()
+        if not sep or not name.isidentifier() or not valid_prefix:
             raise click.BadParameter(
-                f"{item!r} is not KEY=VALUE (KEY a Python identifier)",
+                f"{item!r} is not [CAMERA.]KEY=VALUE (KEY a Python identifier)",
                 param_hint="'--camera-option'",
             )
         options[key] = value
@@ -128,19 +131,24 @@ class Main(click.Group):
     context_settings={"auto_envvar_prefix": "EVCAM", "help_option_names": ["-h", "--help"]},
 )
 @click.version_option(__version__, prog_name="evcam")
+# -- cameras: several in one daemon (evcam.cameraspec) -----------------------------------------
 @click.option(
     "-c",
     "--camera",
-    default=DEFAULT_CAMERA,
+    multiple=True,
+    default=[DEFAULT_CAMERA],
     show_default=True,
-    help="Camera class: pkg.module.Class or pkg.module:Class.",
+    help="Camera: sql, jsonl, dump, or pkg.module.Class / pkg.module:Class. Repeat for "
+    "several cameras (EVCAM_CAMERA: space-separated).",
 )
 @click.option(
     "--camera-option",
     "camera_option",
     multiple=True,
-    metavar="KEY=VALUE",
-    help="Keyword argument for the camera's constructor (repeatable; values are strings).",
+    metavar="[CAMERA.]KEY=VALUE",
+    help="Keyword argument for a camera's constructor (repeatable; values are strings). "
+    "CAMERA: short name, class name or 1-based position; needed with several cameras. "
+    "CAMERA.freq and CAMERA.maxrate override --frequency and --maxrate for one camera.",
 )
 @click.option(
     "-F",
@@ -344,7 +352,12 @@ def main(ctx: click.Context, camera_option: tuple[str, ...], **options: Any) -> 
     options["metrics_hostname"] = options["metrics_hostname"].lower()
     if options["queue_type"]:
         options["queue_type"] = options["queue_type"].lower()
-    settings = Settings(camera_options=MappingProxyType(_camera_options(camera_option)), **options)
+    cameras = tuple(options.pop("camera"))
+    settings = Settings(
+        camera=cameras[0] if len(cameras) == 1 else cameras,
+        camera_options=MappingProxyType(_camera_options(camera_option)),
+        **options,
+    )
     sys.exit(run(settings))
 
 
@@ -367,6 +380,11 @@ def status(pidfile: str) -> None:
         sys.exit(exitcodes.STATUS_UNKNOWN)
     if found.held:
         click.echo(f"evcam is running (pid {found.pid})")
+        from evcam import statusfile
+
+        record = statusfile.read(pidfile)
+        for line in statusfile.describe(record) if record else ():
+            click.echo(line)
         sys.exit(exitcodes.STATUS_RUNNING)
     if found.exists:
         click.echo(f"evcam is not running, but {pidfile} exists")

@@ -12,6 +12,17 @@ from types import MappingProxyType
 from typing import Any
 
 from evcam import exitcodes
+from evcam.cameraspec import (
+    SHORT_NAMES,
+    CameraSpec,
+    CameraSpecError,
+    camera_list,
+    camera_name,
+    check_distinct,
+    expand_short_name,
+    pop_settings,
+    split_options,
+)
 from evcam.pidlock import GarbagePidfile, PidLockError, probe
 from evcam.settings import Settings
 
@@ -54,7 +65,8 @@ def load_camera(spec: str | type) -> Callable[..., Any]:
     if not valid:
         raise PreflightError(
             "--camera",
-            f"{spec!r} is not a dotted path like 'pkg.module.Class' or 'pkg.module:Class'",
+            f"{spec!r} is not a dotted path like 'pkg.module.Class' or 'pkg.module:Class', "
+            f"nor a built-in camera ({', '.join(SHORT_NAMES)})",
         )
     try:
         target: Any = importlib.import_module(module_name)
@@ -93,21 +105,31 @@ class IdleTimer:
         pass
 
 
-def camera_kwargs(settings: Settings, timer: Any) -> dict[str, Any]:
-    """Keyword arguments for `Camera(state, **kwargs)`; Celery's Polaroid also gets `app`."""
+def camera_kwargs(settings: Settings, timer: Any, spec: CameraSpec | None = None) -> dict[str, Any]:
+    """Keyword arguments for `Camera(state, **kwargs)`; Celery's Polaroid also gets `app`.
+
+    With `spec` (one camera of several), its own options, `freq` and `maxrate` are used.
+    """
+    freq, maxrate, options = settings.freq, settings.maxrate, settings.camera_options
+    if spec is not None:
+        options = spec.options
+        freq = settings.freq if spec.freq is None else spec.freq
+        maxrate = settings.maxrate if spec.maxrate is None else spec.maxrate
     kwargs: dict[str, Any] = {
-        "freq": settings.freq,
-        "maxrate": settings.maxrate,
+        "freq": freq,
+        "maxrate": maxrate,
         "cleanup_freq": settings.cleanup_freq,
         "timer": timer,
-        **settings.camera_options,
+        **options,
     }
     if settings.app is not None:
         kwargs["app"] = settings.app
     return kwargs
 
 
-def check_camera(cls: Callable[..., Any], settings: Settings) -> None:
+def check_camera(
+    cls: Callable[..., Any], settings: Settings, spec: CameraSpec | None = None
+) -> None:
     """Construct the camera once with an idle timer, so a constructor error stops us here."""
     from evcam.state import State
 
@@ -116,9 +138,11 @@ def check_camera(cls: Callable[..., Any], settings: Settings) -> None:
     )
     name = getattr(cls, "__qualname__", repr(cls))
     try:
-        cls(state, **camera_kwargs(settings, IdleTimer()))
+        cls(state, **camera_kwargs(settings, IdleTimer(), spec))
     except Exception as exc:
         option = "--camera-option" if isinstance(exc, TypeError) else "--camera"
+        if spec is not None and len(settings.cameras) > 1:
+            name = f"{spec.name}: {name}"
         raise PreflightError(
             option, f"{name}(...) raised {type(exc).__name__}: {exc}", exitcodes.CONFIG
         ) from exc
@@ -384,9 +408,58 @@ def preflight(settings: Settings) -> Settings:
         # Before importing the camera: the every-minute cron start of a running instance
         # stays cheap (no database driver imported just to find the lock held).
         check_pidfile(paths.pidfile, paths.detach)
-    cls = load_camera(settings.camera)
-    check_delivery(cls, settings)
-    options = resolve_camera_options(cls, dict(settings.camera_options), settings.detach)
-    resolved = paths.replace(camera=cls, camera_options=MappingProxyType(options))
-    check_camera(cls, resolved)
+    specs = resolve_cameras(settings)
+    first = specs[0]
+    resolved = paths.replace(
+        camera=first.cls if len(specs) == 1 else tuple(spec.cls for spec in specs),
+        camera_options=first.options if len(specs) == 1 else settings.camera_options,
+        cameras=specs,
+    )
+    for spec in specs:
+        check_camera(spec.cls, resolved, spec)
     return resolved
+
+
+def _per_camera_freq(value: Any) -> float:
+    try:
+        freq = float(value)
+    except (TypeError, ValueError):
+        raise PreflightError("--camera-option", f"freq={value!r} is not a number") from None
+    if not freq > 0:
+        raise PreflightError("--camera-option", f"freq must be > 0, not {value!r}")
+    return freq
+
+
+def resolve_cameras(settings: Settings) -> tuple[CameraSpec, ...]:
+    """Load every camera, split the options among them, check and resolve each one's options.
+
+    No `--camera` means the SQL camera. Raises PreflightError (exit 78) naming the problem.
+    """
+    from evcam.settings import DEFAULT_CAMERA
+
+    given = camera_list(settings.camera) or [DEFAULT_CAMERA]
+    loaded = []
+    for spec in given:
+        cls = load_camera(expand_short_name(spec))
+        loaded.append((camera_name(cls), cls))
+    try:
+        check_distinct(loaded)
+        split = split_options(loaded, settings.camera_options)
+    except CameraSpecError as exc:
+        raise PreflightError(exc.option, str(exc)) from exc
+    specs = []
+    for (name, cls), options in zip(loaded, split, strict=True):
+        own = pop_settings(options, _per_camera_freq)
+        reserved = RESERVED_OPTIONS & set(options)
+        if reserved:
+            raise PreflightError(
+                "--camera-option",
+                f"{sorted(reserved)[0]!r} ({name}) is set by evcam itself",
+                exitcodes.USAGE,
+            )
+        if "maxrate" in own:
+            check_rate("--camera-option", own["maxrate"])
+        check_delivery(cls, settings)
+        resolved = resolve_camera_options(cls, options, settings.detach)
+        specs.append(CameraSpec(name, cls, MappingProxyType(resolved), **own))
+    return tuple(specs)

@@ -8,16 +8,23 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from types import MappingProxyType
 from typing import Any
 
-from evcam import __version__, exitcodes
+from evcam import __version__, exitcodes, statusfile
 from evcam import log as logsetup
 from evcam.daemon import Signals, start
 from evcam.log import get_logger, parse_level
-from evcam.preflight import AlreadyRunning, PreflightError, camera_kwargs, preflight, zero_loss
+from evcam.preflight import (
+    AlreadyRunning,
+    PreflightError,
+    camera_kwargs,
+    preflight,
+    resolve_cameras,
+    zero_loss,
+)
 from evcam.settings import Settings, mask_url, url_host, url_secrets
 from evcam.systemd import Notifier
 
@@ -45,7 +52,7 @@ def run(settings: Settings) -> int:
 
 
 def evcam(
-    camera: str | type,
+    camera: str | type | list[str | type] | tuple[str | type, ...],
     freq: float = 1.0,
     maxrate: str | None = None,
     loglevel: int | str = 0,
@@ -56,6 +63,9 @@ def evcam(
     **kwargs: Any,
 ) -> int:
     """Record snapshots with `camera` until SIGTERM/SIGINT, in this process (blocking).
+
+    `camera` is one camera (a class, a dotted path or `sql`/`jsonl`/`dump`) or a list of them;
+    with several, `camera_options` keys carry a camera prefix (`{"jsonl.path": ...}`).
 
     `kwargs` are further Settings fields (`broker`, `exchange`, `camera_options`, ...). With a
     Celery `app`, its broker URL and event exchange are the defaults and cameras receive it.
@@ -69,6 +79,8 @@ def evcam(
         if conf.event_exchange:
             kwargs.setdefault("exchange", conf.event_exchange)
     options = kwargs.pop("camera_options", {})
+    if isinstance(camera, list):
+        camera = tuple(camera)
     settings = Settings(
         camera=camera,
         freq=freq,
@@ -93,28 +105,44 @@ class Status:
     """The periodic one-line status, and the STATUS= text for systemd."""
 
     def __init__(self, receiver: Any, camera: Any, state: Any, interval: float) -> None:
-        self.receiver, self.camera, self.state = receiver, camera, state
+        # `camera`: one camera, or a mapping of names to cameras (several in one daemon).
+        if isinstance(camera, Mapping):
+            self.cameras = dict(camera)
+        else:
+            self.cameras = {} if camera is None else {type(camera).__name__: camera}
+        self.receiver, self.state = receiver, state
+        self.camera = next(iter(self.cameras.values()), None)
         self.interval = interval
         self._last_at = time.monotonic()
         self._last_events = 0
 
     def counters(self) -> dict[str, Any]:
         stats = _as_dict(getattr(self.receiver, "stats", None))
-        camera = _as_dict(getattr(self.camera, "stats", None))
-        return {
+        per_camera = {name: _camera_counters(camera) for name, camera in self.cameras.items()}
+        first = next(iter(per_camera.values()), {})
+        counters = {
             "events": stats.get("events", 0) or 0,
             "rejected": stats.get("rejected", 0),
             "rejected_by_reason": stats.get("rejected_by_reason", {}),
             "reconnects": stats.get("reconnects", 0),
             "tasks": len(getattr(self.state, "tasks", ())),
             "workers": len(getattr(self.state, "workers", ())),
-            "shots": camera.get("shots", getattr(self.camera, "shots", None)),
-            "camera_errors": camera.get("errors", getattr(self.camera, "errors", None)),
-            "last_shot_at": camera.get("last_shot_at"),
+            "shots": first.get("shots"),
+            "camera_errors": first.get("errors"),
+            "last_shot_at": first.get("last_shot_at"),
             "unacked": stats.get("unacked", 0),
             "oldest_unacked_age": stats.get("oldest_unacked_age"),
             "paused": stats.get("paused", False),
-        } | {key: camera[key] for key in CLEANUP_COUNTERS if key in camera}
+        } | {key: first[key] for key in CLEANUP_COUNTERS if key in first}
+        if len(per_camera) > 1:  # the totals, and each camera's own counters
+            counters["shots"] = sum(c.get("shots") or 0 for c in per_camera.values())
+            counters["camera_errors"] = sum(c.get("errors") or 0 for c in per_camera.values())
+            shots_at = [c.get("last_shot_at") for c in per_camera.values()]
+            counters["last_shot_at"] = None if None in shots_at else min(shots_at)
+            for key in CLEANUP_COUNTERS:
+                counters.pop(key, None)
+            counters["cameras"] = per_camera
+        return counters
 
     def text(self, counters: dict[str, Any]) -> str:
         text = (
@@ -123,6 +151,15 @@ class Status:
             f"{counters['workers']} workers, {counters['shots']} shots, "
             f"{counters['camera_errors']} camera errors, {counters['reconnects']} reconnects"
         )
+        cameras = counters.get("cameras")
+        if cameras:  # compact: "SQLCamera 12/0, JSONLCamera 30/1 shots/errors"
+            text += (
+                " ("
+                + ", ".join(
+                    f"{name} {c.get('shots')}/{c.get('errors')}" for name, c in cameras.items()
+                )
+                + " shots/errors)"
+            )
         if counters.get("rejected"):
             reasons = counters.get("rejected_by_reason") or {}
             detail = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items()))
@@ -147,6 +184,18 @@ class Status:
         return counters
 
 
+def _camera_counters(camera: Any) -> dict[str, Any]:
+    """One camera's counters (evcam's `stats`, or the attributes of a camera without it)."""
+    stats = _as_dict(getattr(camera, "stats", None))
+    return {
+        "shots": stats.get("shots", getattr(camera, "shots", None)),
+        "errors": stats.get("errors", getattr(camera, "errors", None)),
+        "skipped": stats.get("skipped", getattr(camera, "skipped", None)),
+        "last_shot_at": stats.get("last_shot_at", getattr(camera, "last_shot_at", None)),
+        "last_duration": stats.get("last_duration", getattr(camera, "last_duration", None)),
+    } | {key: stats[key] for key in CLEANUP_COUNTERS if key in stats}
+
+
 def _as_dict(stats: Any) -> dict[str, Any]:
     if stats is None:
         return {}
@@ -158,28 +207,16 @@ def _as_dict(stats: Any) -> dict[str, Any]:
 
 
 def wire_zero_loss(receiver: Any, camera: Any, state: Any) -> Callable[[], None]:
-    """Ack on every shot `camera` stored, and let back-pressure ask it for a shot.
+    """Ack what every camera stored, and let back-pressure ask the least advanced for a shot.
 
-    Returns the function that undoes it. Only this camera's shots count (`sender=state` and the
-    `camera` argument), so two cameras in one process cannot ack each other's events.
+    `camera` is one camera or a mapping of names to cameras. Returns the function that undoes
+    it. Only these cameras' shots count (`sender=state` and the `camera` argument), so cameras
+    of another evcam in the same process cannot ack this one's events.
     """
+    from evcam.cameraset import AckWindow
 
-    def stored(sender: Any, snapshot: Any = None, camera: Any = None, **_: Any) -> None:
-        if camera is not own or snapshot is None:
-            return
-        receiver.request_ack(getattr(snapshot, "watermark", None), getattr(snapshot, "seq", None))
-
-    own = camera
-    camera.stored_signal.connect(stored, sender=state)
-    soon = getattr(camera, "shoot_soon", None)
-    if callable(soon):
-        receiver.on_backlog = soon
-    receiver.on_stopping = camera.cancel  # the final shot, acked before the connection closes
-
-    def unwire() -> None:
-        camera.stored_signal.disconnect(stored, sender=state)
-
-    return unwire
+    cameras = camera if isinstance(camera, Mapping) else {type(camera).__name__: camera}
+    return AckWindow(receiver, cameras, state).wire()
 
 
 def serve(settings: Settings, signals: Signals) -> int:
@@ -205,6 +242,7 @@ def serve(settings: Settings, signals: Signals) -> int:
 
 
 def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: Any) -> int:
+    from evcam.cameraset import ClearGate, SharedSnapshots, cancel_all
     from evcam.receiver import Receiver
     from evcam.state import State
     from evcam.timer import Timer
@@ -212,16 +250,24 @@ def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: 
     state = State(
         max_workers_in_memory=settings.max_workers, max_tasks_in_memory=settings.max_tasks
     )
-    timer = settings.timer if settings.timer is not None else Timer()
-    own_timer = settings.timer is None
-    camera_class: Callable[..., Any] = settings.camera  # type: ignore[assignment]
-    try:
-        camera = camera_class(state, **camera_kwargs(settings, timer))
-    except Exception:
-        logger.exception("evcam.camera_failed")
-        if own_timer:
-            timer.stop()
-        return exitcodes.CONFIG
+    specs = settings.cameras or resolve_cameras(settings)
+    timers: list[Any] = []  # the timers evcam made, stopped at the end
+    cameras: dict[str, Any] = {}
+    for spec in specs:
+        timer = settings.timer
+        if timer is None:  # one timer thread per camera: a slow camera delays only itself
+            timer = Timer(name=f"evcam-timer-{spec.name}")
+            timers.append(timer)
+        try:
+            cameras[spec.name] = spec.cls(state, **camera_kwargs(settings, timer, spec))
+        except Exception:
+            logger.exception("evcam.camera_failed", camera=spec.name)
+            _stop_timers(timers)
+            return exitcodes.CONFIG
+    if len(cameras) > 1:
+        ClearGate(state, cameras)
+        SharedSnapshots(state).attach(cameras)
+    camera = next(iter(cameras.values()))
     receiver = Receiver(
         state,
         settings.broker,
@@ -242,7 +288,7 @@ def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: 
     )
     unwire: Callable[[], None] = lambda: None  # noqa: E731
     if receiver.acks:
-        unwire = wire_zero_loss(receiver, camera, state)
+        unwire = wire_zero_loss(receiver, cameras, state)
         logger.info(
             "evcam.delivery",
             mode="zero-loss",
@@ -257,13 +303,12 @@ def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: 
             mode="at-most-once",
             detail=_why_no_acks(settings, receiver.driver),
         )
-    status = Status(receiver, camera, state, settings.status_interval)
+    status = Status(receiver, cameras, state, settings.status_interval)
     broker = mask_url(settings.broker)
-    monitoring = _monitoring(settings, receiver, camera, state)
+    monitoring = _monitoring(settings, receiver, cameras, state)
     if settings.http is not None and monitoring is None:
         unwire()
-        if own_timer:
-            timer.stop()
+        _stop_timers(timers)
         return exitcodes.CONFIG
 
     def on_ready() -> None:
@@ -282,6 +327,7 @@ def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: 
             counters = status.line()
             logger.info("evcam.status", **counters)
             notifier.status(status.text(counters))
+            _keep_status(settings, counters)
 
     def on_connection_error(exc: BaseException, interval: float) -> None:
         logger.warning("evcam.broker_unreachable", error=str(exc), retry_in=interval)
@@ -292,7 +338,8 @@ def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: 
     receiver.on_iteration = on_iteration
     receiver.on_connection_error = on_connection_error
     signals.attach(receiver)
-    camera.install()
+    for camera in cameras.values():
+        camera.install()
     try:
         if not signals.stop:
             receiver.run()
@@ -300,25 +347,42 @@ def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: 
         notifier.stopping()
         logger.info("evcam.stopping", signal=signals.stop_signal)
         try:
-            camera.cancel()  # the final snapshot (unless the receiver already took it)
+            late = cancel_all(cameras)  # the final shots (unless the receiver already took them)
         finally:
             unwire()
-            if own_timer:
-                timer.stop()
+            _stop_timers(timers, wait=not late)
+            if settings.pidfile:
+                statusfile.remove(settings.pidfile)
             if monitoring is not None:
                 monitoring.close()
     logger.info("evcam.stopped", **status.line())
     return exitcodes.OK
 
 
-def _monitoring(settings: Settings, receiver: Any, camera: Any, state: Any) -> Any:
+def _keep_status(settings: Settings, counters: dict[str, Any]) -> None:
+    """Leave the status record next to the pidfile for `evcam status` (best effort)."""
+    if not settings.pidfile:
+        return
+    try:
+        statusfile.write(settings.pidfile, counters)
+    except OSError as exc:
+        logger.debug("evcam.status_file_failed", error=str(exc))
+
+
+def _stop_timers(timers: list[Any], wait: bool = True) -> None:
+    """Stop evcam's own timers; after a final shot timed out, do not wait for its thread."""
+    for timer in timers:
+        timer.stop(None if wait else 0.0)
+
+
+def _monitoring(settings: Settings, receiver: Any, cameras: Mapping[str, Any], state: Any) -> Any:
     """Start `--http` (metrics, health endpoints); None when off or when it cannot listen."""
     if settings.http is None:
         return None
     from evcam.monitoring import Monitoring
 
     try:
-        monitoring = Monitoring.start(settings, receiver, {type(camera).__name__: camera}, state)
+        monitoring = Monitoring.start(settings, receiver, cameras, state)
     except OSError as exc:  # taken between preflight's probe and now
         logger.error("evcam.http_failed", http=settings.http, error=str(exc))
         return None

@@ -18,7 +18,8 @@ LOG_FORMATS = ("auto", "json", "console")
 class Settings:
     """Everything evcam needs to run; paths are absolute once preflight has checked them."""
 
-    camera: str | type = DEFAULT_CAMERA
+    # One camera, or several (a tuple: `--camera` repeated); see evcam.cameraspec.
+    camera: str | type | tuple[str | type, ...] = DEFAULT_CAMERA
     camera_options: MappingProxyType[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     freq: float = 1.0
     maxrate: str | None = None
@@ -62,6 +63,8 @@ class Settings:
     metrics_buckets: tuple[float, ...] | str | None = None  # runtime histograms
     metrics_wait_buckets: tuple[float, ...] | str | None = None  # queue-wait histograms
     ready_periods: float = 5.0  # /readyz: every camera stored a shot within this many periods
+    # Several cameras: the resolved cameras (evcam.cameraspec.CameraSpec), filled by preflight.
+    cameras: tuple[Any, ...] = ()
     timer: Any = None  # a Timer to hand to the camera instead of evcam's own (tests, Celery)
     app: Any = None  # a Celery app handed to cameras written for Celery's Polaroid
 
@@ -76,9 +79,13 @@ class Settings:
 
     @property
     def camera_name(self) -> str:
-        if isinstance(self.camera, str):
-            return self.camera
-        return f"{self.camera.__module__}.{self.camera.__qualname__}"
+        if self.cameras and len(self.cameras) > 1:
+            return ",".join(spec.name for spec in self.cameras)
+        cameras = self.camera if isinstance(self.camera, tuple) else (self.camera,)
+        return ",".join(
+            camera if isinstance(camera, str) else f"{camera.__module__}.{camera.__qualname__}"
+            for camera in cameras
+        )
 
     def describe(self) -> dict[str, Any]:
         """The effective configuration for the startup log line, with secrets masked."""

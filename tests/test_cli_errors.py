@@ -74,6 +74,37 @@ BROKER = "amqp://guest:guest@127.0.0.1:9//"
         (["--maxrate", "0/m"], exitcodes.CONFIG, "--maxrate:"),
         (["--frequency", "0"], exitcodes.USAGE, "--frequency"),
         (["--camera-option", "freq=3"], exitcodes.USAGE, "'freq' is set by evcam itself"),
+        # several cameras
+        (
+            ["--camera", "sql", "--camera", "sqll"],
+            exitcodes.CONFIG,
+            "--camera: 'sqll' is not a dotted path",
+        ),
+        (
+            ["--camera", "sql", "--camera", "jsonl", "--camera-option", "pg.url=sqlite://"],
+            exitcodes.CONFIG,
+            "--camera-option: unknown camera prefix 'pg' in 'pg.url'",
+        ),
+        (
+            ["--camera", "sql", "--camera", "jsonl", "--camera-option", "url=sqlite://"],
+            exitcodes.CONFIG,
+            "--camera-option: 'url' has no camera prefix",
+        ),
+        (
+            ["--camera", "sql", "--camera", "tests.cameras.BrokenCamera"],
+            exitcodes.CONFIG,
+            "--camera: BrokenCamera: BrokenCamera(...) raised RuntimeError",
+        ),
+        (
+            ["--camera", "jsonl", "--camera", "evcam.cameras.jsonl.JSONLCamera"],
+            exitcodes.CONFIG,
+            "--camera: JSONLCamera is given twice",
+        ),
+        (
+            ["--camera", "sql", "--camera", "dump", "--camera-option", "dump.freq=0"],
+            exitcodes.CONFIG,
+            "--camera-option: freq must be > 0",
+        ),
     ],
 )
 def test_bad_configuration(args: list[str], code: int, needle: str, tmp_path: Path) -> None:
@@ -131,3 +162,19 @@ def test_relative_paths_are_resolved_against_the_starting_directory(tmp_path: Pa
     result = evcam("--broker", BROKER, "--detach", "--logfile", "nope/e.log", cwd=tmp_path)
     assert result.returncode == exitcodes.CANTCREAT
     assert f"directory {tmp_path / 'nope'} does not exist" in result.stderr
+
+
+def test_evcam_camera_takes_several_space_separated(tmp_path: Path) -> None:
+    """EVCAM_CAMERA="sql jsonl" means two cameras: an unprefixed option is then refused."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "EVCAM_CAMERA": "sql jsonl"}
+    env.pop("EVCAM_CAMERA_OPTION", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "evcam", "--broker", BROKER, "--camera-option", "url=sqlite://"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == exitcodes.CONFIG
+    assert "with several cameras (SQLCamera, JSONLCamera)" in result.stderr

@@ -174,16 +174,21 @@ from evcam import evcam
 from {module} import {camera}
 sys.exit(evcam({camera_arg}, freq=0.2, loglevel="info", logfile={logfile!r}, pidfile={pidfile!r},
                broker={broker!r}, exchange={exchange!r}, queue_prefix={prefix!r}, wakeup=False,
-               camera_options={{"path": {shots!r}}}{extra}))
+               camera_options={{{key!r}: {shots!r}}}{extra}))
 """
 
 
 @pytest.mark.broker
-@pytest.mark.parametrize("flavour", ["evcam", "celery"])
+@pytest.mark.parametrize("flavour", ["evcam", "celery", "several"])
 def test_programmatic_evcam(tmp_path: Path, rabbitmq_url: str, flavour: str) -> None:
-    """`evcam.evcam()` records shots with an evcam camera or one written for Celery's Polaroid
-    (built with evcam's timer), and stops with exit 0 and a final shot on SIGTERM."""
-    if flavour == "celery":
+    """`evcam.evcam()` records shots with an evcam camera, one written for Celery's Polaroid
+    (built with evcam's timer) or a list of cameras, and stops with exit 0 and a final shot
+    on SIGTERM."""
+    key = "path"
+    if flavour == "several":
+        module, camera, camera_arg = "tests.cameras", "FileCamera", "[FileCamera, 'dump']"
+        extra, key = "", "FileCamera.path"
+    elif flavour == "celery":
         module, camera, camera_arg = "tests.cameras", "celery_file_camera", "celery_file_camera()"
         extra = ", app=__import__('celery').Celery(set_as_current=False)"
     else:
@@ -200,6 +205,7 @@ def test_programmatic_evcam(tmp_path: Path, rabbitmq_url: str, flavour: str) -> 
         prefix=unique("evcam-test"),
         shots=str(tmp_path / "shots.jsonl"),
         extra=extra,
+        key=key,
     )
     proc = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(script)], env=env(), cwd=ROOT, stderr=subprocess.PIPE

@@ -185,6 +185,14 @@ class Main(click.Group):
     help="RabbitMQ type of the --queue: quorum keeps events across broker restarts.",
 )
 @click.option(
+    "--standby",
+    is_flag=True,
+    default=False,
+    envvar="EVCAM_STANDBY",
+    help="Several evcams on one --queue: declare it single-active-consumer; one consumes, "
+    "the others wait and take over when it dies.",
+)
+@click.option(
     "--acks/--no-acks",
     default=True,
     show_default=True,

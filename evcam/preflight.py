@@ -294,6 +294,17 @@ def check_delivery(cls: Callable[..., Any], settings: Settings) -> None:
         raise PreflightError("--queue-type", f"classic or quorum, not {settings.queue_type}")
     if settings.queue_type and not settings.queue:
         raise PreflightError("--queue-type", "needs --queue NAME (the default queue is exclusive)")
+    if settings.standby and not settings.queue:
+        raise PreflightError("--standby", "needs --queue NAME, shared by the evcams of the set")
+    if settings.standby:
+        from kombu import Connection
+
+        if Connection(settings.broker).transport.driver_type != "amqp":
+            raise PreflightError(
+                "--standby",
+                "needs RabbitMQ (single active consumer); on Redis every evcam receives "
+                "everything: run a redundant pair without --standby",
+            )
     if not zero_loss(settings):
         return
     from evcam.camera import Polaroid

@@ -86,6 +86,26 @@ class _Stopping(Exception):
     """A stop request arrived while ingestion was paused: leave without applying more."""
 
 
+#: AMQP reply code of a declaration whose arguments differ from the existing queue's.
+PRECONDITION_FAILED = 406
+
+
+class QueueMismatch(Exception):
+    """The broker refused the --queue declaration: the queue exists with other arguments
+    (for example declared without --standby). Retrying cannot help; the message says what to do."""
+
+    def __init__(self, queue: str, reason: str, single_active: bool) -> None:
+        self.queue = queue
+        self.reason = reason
+        wanted = "with" if single_active else "without"
+        super().__init__(
+            f"queue {queue!r} exists with other arguments than this evcam declares "
+            f"({wanted} --standby, --queue-type, --queue-max-length as given): delete it "
+            f"(rabbitmqctl delete_queue {queue}) or use another --queue name; broker said: "
+            f"{reason}"
+        )
+
+
 @dataclass
 class ReceiverStats:
     """Counters the runner reads for its status line (updated by the receiver thread)."""
@@ -151,6 +171,7 @@ class Receiver:
         queue_expires: float | None = 60.0,
         queue_max_length: int | None = None,
         queue_type: str | None = None,
+        single_active: bool = False,
         wakeup: bool = True,
         heartbeat: float | None = None,
         acks: bool = False,
@@ -200,6 +221,11 @@ class Receiver:
         self.queue_expires = queue_expires
         self.queue_max_length = queue_max_length
         self.queue_type = queue_type
+        if single_active and not queue:
+            raise ValueError("single_active=True needs a named queue (queue=NAME)")
+        self.single_active = single_active
+        #: Set when the broker refused the queue's declaration for good (run() returned).
+        self.fatal: QueueMismatch | None = None
         self.wakeup = wakeup
         if acks and not hasattr(state, "seq"):
             raise ValueError("acks=True needs an evcam.State: it tracks what a stored shot holds")
@@ -289,6 +315,11 @@ class Receiver:
         while not self.should_stop:
             try:
                 self._connect()
+            except QueueMismatch as exc:  # retrying cannot help: the queue must change first
+                self.fatal = exc
+                log.error("receiver.queue_mismatch", queue=exc.queue, detail=str(exc))
+                self._close()
+                return
             except Exception as exc:  # every failure means: back off, retry
                 interval = self._backoff(attempt)
                 attempt += 1
@@ -386,6 +417,8 @@ class Receiver:
                 args["x-max-length"] = int(self.queue_max_length)
             if self.queue_type:
                 args["x-queue-type"] = self.queue_type
+            if self.single_active:
+                args["x-single-active-consumer"] = True
             return Queue(
                 self.queue_name,
                 exchange,
@@ -408,13 +441,39 @@ class Receiver:
 
     def _declare(self, channel: Any) -> None:
         self._bound_queue = self._queue()(channel)
-        self._bound_queue.declare()
+        try:
+            self._bound_queue.declare()
+        except Exception as exc:
+            if getattr(exc, "code", None) == PRECONDITION_FAILED and self.queue_name:
+                raise QueueMismatch(self.queue_name, str(exc), self.single_active) from exc
+            raise
+        if self.queue_name and self.driver == "amqp" and not self.single_active:
+            self._warn_shared(channel)
         if self.driver == "redis" and self.queue_name:
             log.warning(
                 "receiver.redis_named_queue",
                 queue=self.queue_name,
                 detail="Redis delivers events by pub/sub: events sent while evcam is "
                 "disconnected are lost even with a named queue",
+            )
+
+    def _warn_shared(self, channel: Any) -> None:
+        """A plain --queue that already has a consumer: two evcams would each see part of
+        every task's events. Say so loudly (the set-up is for standby or partitions)."""
+        try:
+            _, _, consumers = channel.queue_declare(queue=self.queue_name, passive=True)
+        except Exception as exc:  # the check is advice; consuming goes on without it
+            log.debug("receiver.shared_check_failed", error=_describe(exc))
+            return
+        if consumers:
+            log.error(
+                "receiver.queue_shared",
+                queue=self.queue_name,
+                consumers=consumers,
+                detail="another consumer already reads this queue: competing evcams each "
+                "see part of every task's events and deliver no more throughput; use --standby "
+                "(one active, the others wait) or one queue per partition "
+                "(see 'Running several evcams' in the README)",
             )
 
     def _close(self) -> None:

@@ -400,6 +400,10 @@ class Receiver:
         self._last_tag = 0
         self._acked_tag = 0
         self._arrivals.clear()
+        if self.single_active:
+            # A standby may wait on this connection while another evcam consumes: the workers
+            # it heard while active say nothing about its silence now (no watchdog misfire).
+            self._alive_workers.clear()
         self._soon_tag = max(1, self.prefetch_count // 2) if self.acks else float("inf")
         channel = conn.channel()
         self._channel = channel

@@ -131,3 +131,17 @@ def test_the_daemon_exits_78_on_a_queue_declared_without_standby(
         assert len(lines) == 1 and queue in lines[0] and "delete_queue" in lines[0]
     finally:
         _delete_queue(rabbitmq_url, queue)
+
+
+def test_a_waiting_standby_is_not_taken_for_a_stalled_stream(rabbitmq_url: str) -> None:
+    """A standby that knew live workers while it was active waits silently after reconnecting
+    (another evcam consumes): its watchdog does not fire and it does not reconnect."""
+    exchange, queue = unique("evx"), unique("evq")
+    active = _standby(rabbitmq_url, exchange, queue)
+    waiting = _standby(rabbitmq_url, exchange, queue, watchdog=0.5)
+    waiting._alive_workers["w1@h"] = 2.0  # heard while it was the active one
+    try:
+        with running(active), running(waiting):
+            assert not wait_until(lambda: waiting.stats.reconnects > 0, 3.0)
+    finally:
+        _delete_queue(rabbitmq_url, queue)

@@ -88,6 +88,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects.mysql import LONGTEXT
@@ -536,19 +537,26 @@ def task_wins(old_state: str, old_precedence: int, new_state: str, new_precedenc
 
 
 def worker_wins(
-    old_heartbeat: float | None, new_heartbeat: float | None, new_alive: bool | None = None
+    old_heartbeat: float | None,
+    new_heartbeat: float | None,
+    new_alive: bool | None = None,
+    old_alive: bool | None = None,
 ) -> bool:
     """Whether an incoming worker row is at least as recent as the stored one.
 
     A worker that sent ``worker-offline`` has no heartbeats left: its row (``last_heartbeat``
     NULL, ``alive`` false) wins too, and keeps the stored last heartbeat (a NULL never blanks
-    a value), so a stopped worker is stored as not alive.
+    a value), so a stopped worker is stored as not alive. The offline row sticks: a row of the
+    same last heartbeat that still says alive (another evcam, or an older shot) does not
+    replace it; only a newer heartbeat does.
     """
-    return (
-        old_heartbeat is None
-        or (new_heartbeat is not None and new_heartbeat >= old_heartbeat)
-        or (new_heartbeat is None and new_alive is False)
-    )
+    if old_heartbeat is None:
+        return True
+    if new_heartbeat is None:
+        return new_alive is False
+    if new_heartbeat == old_heartbeat:
+        return old_alive is not False or new_alive is False
+    return new_heartbeat > old_heartbeat
 
 
 def merge_row(
@@ -609,7 +617,7 @@ def merge_task(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]
 
 def merge_worker(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     """A stored worker row updated by an incoming one (the portable path's guard)."""
-    wins = worker_wins(old["last_heartbeat"], new["last_heartbeat"], new["alive"])
+    wins = worker_wins(old["last_heartbeat"], new["last_heartbeat"], new["alive"], old["alive"])
     return merge_row(old, new, wins, WORKER_REPLACED)
 
 
@@ -807,10 +815,14 @@ class HistoryStore:
             # worker_wins() in SQL (a NULL comparison is not true, as in Python).
             wins = or_(
                 old.last_heartbeat.is_(None),
-                new.last_heartbeat >= old.last_heartbeat,
+                new.last_heartbeat > old.last_heartbeat,
+                and_(
+                    new.last_heartbeat == old.last_heartbeat,
+                    or_(old.alive.is_(None), old.alive == true(), new.alive == false()),
+                ),
                 and_(new.last_heartbeat.is_(None), new.alive == false()),
             )
-            return wins, WORKER_REPLACED, ("last_heartbeat",)
+            return wins, WORKER_REPLACED, ("alive", "last_heartbeat")
 
         return self._upsert(insert_, self.schema.workers, guard)
 

@@ -193,6 +193,14 @@ class Main(click.Group):
     "the others wait and take over when it dies.",
 )
 @click.option(
+    "--partition-exchange",
+    default=None,
+    metavar="NAME",
+    envvar="EVCAM_PARTITION_EXCHANGE",
+    help="Several evcams, each its own --queue: bind them through this consistent-hash "
+    "exchange (hashing on the hostname header) so each receives some workers' events.",
+)
+@click.option(
     "--acks/--no-acks",
     default=True,
     show_default=True,

@@ -296,14 +296,19 @@ def check_delivery(cls: Callable[..., Any], settings: Settings) -> None:
         raise PreflightError("--queue-type", "needs --queue NAME (the default queue is exclusive)")
     if settings.standby and not settings.queue:
         raise PreflightError("--standby", "needs --queue NAME, shared by the evcams of the set")
-    if settings.standby:
+    if settings.partition_exchange and not settings.queue:
+        raise PreflightError(
+            "--partition-exchange", "needs --queue NAME, a queue of its own for each evcam"
+        )
+    if settings.standby or settings.partition_exchange:
+        option = "--standby" if settings.standby else "--partition-exchange"
         from kombu import Connection
 
         if Connection(settings.broker).transport.driver_type != "amqp":
             raise PreflightError(
-                "--standby",
-                "needs RabbitMQ (single active consumer); on Redis every evcam receives "
-                "everything: run a redundant pair without --standby",
+                option,
+                "needs RabbitMQ; on Redis every evcam receives everything: run a redundant "
+                "pair without it",
             )
     if not zero_loss(settings):
         return

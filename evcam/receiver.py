@@ -88,15 +88,30 @@ class _Stopping(Exception):
 
 #: AMQP reply code of a declaration whose arguments differ from the existing queue's.
 PRECONDITION_FAILED = 406
+#: AMQP reply code of a declaration of an unknown exchange type (a plugin not enabled).
+COMMAND_INVALID = 503
+#: RabbitMQ's consistent-hash exchange (plugin rabbitmq_consistent_hash_exchange).
+PARTITION_EXCHANGE_TYPE = "x-consistent-hash"
+#: The header partitions hash on: Celery puts the sender's hostname on every event message.
+PARTITION_HEADER = "hostname"
+#: Each evcam's queue binds with this weight (equal shares of the hash ring).
+PARTITION_WEIGHT = "1"
 
 
 class QueueMismatch(Exception):
     """The broker refused the --queue declaration: the queue exists with other arguments
     (for example declared without --standby). Retrying cannot help; the message says what to do."""
 
-    def __init__(self, queue: str, reason: str, single_active: bool) -> None:
+    def __init__(self, queue: str, reason: str, single_active: bool, what: str = "queue") -> None:
         self.queue = queue
         self.reason = reason
+        if what == "exchange":
+            super().__init__(
+                f"exchange {queue!r} cannot be declared as a consistent-hash exchange on the "
+                f"hostname header: delete it (rabbitmqadmin delete exchange name={queue}) or use "
+                f"another --partition-exchange name; broker said: {reason}"
+            )
+            return
         wanted = "with" if single_active else "without"
         super().__init__(
             f"queue {queue!r} exists with other arguments than this evcam declares "
@@ -172,6 +187,7 @@ class Receiver:
         queue_max_length: int | None = None,
         queue_type: str | None = None,
         single_active: bool = False,
+        partition_exchange: str | None = None,
         wakeup: bool = True,
         heartbeat: float | None = None,
         acks: bool = False,
@@ -224,6 +240,11 @@ class Receiver:
         if single_active and not queue:
             raise ValueError("single_active=True needs a named queue (queue=NAME)")
         self.single_active = single_active
+        if partition_exchange and not queue:
+            raise ValueError("partition_exchange needs a named queue (queue=NAME), one per evcam")
+        #: Partitioned scale-out: the consistent-hash exchange between the event exchange and
+        #: this evcam's queue (hashing on the `hostname` header), or None.
+        self.partition_exchange = partition_exchange
         #: Set when the broker refused the queue's declaration for good (run() returned).
         self.fatal: QueueMismatch | None = None
         self.wakeup = wakeup
@@ -413,8 +434,22 @@ class Receiver:
         kind = "fanout" if self.driver in ("redis", "gcpubsub") else "topic"
         return Exchange(self.exchange_name, type=kind, durable=True, auto_delete=False)
 
+    def _partitions(self) -> Exchange:
+        """The consistent-hash exchange of a partitioned set (RabbitMQ's plugin): each message
+        goes to one bound queue, chosen by its `hostname` header, so one worker's events all
+        reach the same evcam."""
+        return Exchange(
+            self.partition_exchange,
+            type=PARTITION_EXCHANGE_TYPE,
+            durable=True,
+            auto_delete=False,
+            arguments={"hash-header": PARTITION_HEADER},
+        )
+
     def _queue(self) -> Queue:
         exchange = self._exchange()
+        if self.partition_exchange:
+            exchange = self._partitions()
         if self.queue_name:
             args: dict[str, Any] = {}
             if self.queue_max_length:
@@ -426,7 +461,8 @@ class Receiver:
             return Queue(
                 self.queue_name,
                 exchange,
-                routing_key=self.routing_key,
+                # a consistent-hash binding's key is the queue's weight among the partitions
+                routing_key=PARTITION_WEIGHT if self.partition_exchange else self.routing_key,
                 durable=True,
                 auto_delete=False,
                 exclusive=False,
@@ -444,6 +480,8 @@ class Receiver:
         )
 
     def _declare(self, channel: Any) -> None:
+        if self.partition_exchange:
+            self._declare_partitions(channel)
         self._bound_queue = self._queue()(channel)
         try:
             self._bound_queue.declare()
@@ -460,6 +498,26 @@ class Receiver:
                 detail="Redis delivers events by pub/sub: events sent while evcam is "
                 "disconnected are lost even with a named queue",
             )
+
+    def _declare_partitions(self, channel: Any) -> None:
+        """Declare the event exchange, the consistent-hash exchange and the binding between
+        them (idempotent: every evcam of the set declares the same)."""
+        events = self._exchange()(channel)
+        events.declare()
+        partitions = self._partitions()(channel)
+        try:
+            partitions.declare()
+        except Exception as exc:
+            if getattr(exc, "code", None) in (PRECONDITION_FAILED, COMMAND_INVALID):
+                raise QueueMismatch(
+                    self.partition_exchange or "",
+                    f"{exc} (is the plugin enabled? rabbitmq-plugins enable "
+                    "rabbitmq_consistent_hash_exchange)",
+                    self.single_active,
+                    what="exchange",
+                ) from exc
+            raise
+        partitions.bind_to(events, routing_key=self.routing_key)
 
     def _warn_shared(self, channel: Any) -> None:
         """A plain --queue that already has a consumer: two evcams would each see part of

@@ -234,6 +234,7 @@ def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: 
         queue_max_length=settings.queue_max_length,
         queue_type=settings.queue_type,
         single_active=settings.standby,
+        partition_exchange=settings.partition_exchange,
         wakeup=settings.wakeup,
         heartbeat=settings.heartbeat,
         ssl=settings.broker_ssl(),

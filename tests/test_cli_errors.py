@@ -76,6 +76,11 @@ BROKER = "amqp://guest:guest@127.0.0.1:9//"
             exitcodes.CONFIG,
             "--standby: needs RabbitMQ",
         ),
+        (
+            ["--partition-exchange", "evp"],
+            exitcodes.CONFIG,
+            "--partition-exchange: needs --queue NAME",
+        ),
         (["--maxrate", "ten per minute"], exitcodes.CONFIG, "--maxrate: bad rate"),
         (["--maxrate", "0/m"], exitcodes.CONFIG, "--maxrate:"),
         (["--frequency", "0"], exitcodes.USAGE, "--frequency"),

@@ -193,6 +193,22 @@ class Main(click.Group):
     help="RabbitMQ type of the --queue: quorum keeps events across broker restarts.",
 )
 @click.option(
+    "--standby",
+    is_flag=True,
+    default=False,
+    envvar="EVCAM_STANDBY",
+    help="Several evcams on one --queue: declare it single-active-consumer; one consumes, "
+    "the others wait and take over when it dies.",
+)
+@click.option(
+    "--partition-exchange",
+    default=None,
+    metavar="NAME",
+    envvar="EVCAM_PARTITION_EXCHANGE",
+    help="Several evcams, each its own --queue: bind them through this consistent-hash "
+    "exchange (hashing on the hostname header) so each receives some workers' events.",
+)
+@click.option(
     "--acks/--no-acks",
     default=True,
     show_default=True,

@@ -5,6 +5,7 @@
     evcam history --json --limit 1000 | jq ...
     evcam history --stats --since 1d        # per task name: states, failure rate, percentiles
     evcam history show 0f3c...              # one task in full (also: evcam history --id 0f3c...)
+    evcam history workers                   # workers, alive derived from their last heartbeat
 
 Times are UTC. ``--since``/``--until`` take a duration ago (``90m``, ``12h``, ``3d``, ``2w``), an
 ISO 8601 time (UTC unless it has an offset) or epoch seconds; they filter on the time of the
@@ -43,6 +44,7 @@ from evcam.cameras.sql import (
     schema,
 )
 from evcam.historystats import STATS_HEADER, stats_cells, task_stats
+from evcam.state import heartbeat_expires
 
 _AGO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 TIME_COLUMNS = (*TRANSITIONS, "timestamp", "last_update")
@@ -449,3 +451,71 @@ def show(
         uuid,
         as_json,
     )
+
+
+# --- workers: liveness derived when reading ----------------------------------------------------
+
+WORKER_HEADER = ("HOSTNAME", "ALIVE", "LAST HEARTBEAT (UTC)", "FREQ", "ACTIVE", "PROCESSED")
+#: Heartbeat interval assumed for a worker row without one (Celery's default).
+DEFAULT_FREQ = 2.0
+
+
+def worker_alive(row: dict[str, Any], now: float) -> bool:
+    """Whether a stored worker is alive at `now`: it did not go offline (``alive`` false
+    sticks until a newer heartbeat) and its last heartbeat is within Celery's expiry window
+    (twice its ``freq``). Derived on reading, so it holds whichever evcam wrote last."""
+    beat = row.get("last_heartbeat")
+    if row.get("alive") is False or beat is None:
+        return False
+    freq = row.get("freq") or DEFAULT_FREQ
+    return now < heartbeat_expires(beat, freq)
+
+
+def iter_workers(engine: Engine, tables: Schema, now: float) -> Iterator[dict[str, Any]]:
+    """Every stored worker by hostname, with ``alive`` derived at `now` (`worker_alive`)."""
+    workers = tables.workers
+    with engine.connect() as conn:
+        for found in conn.execute(select(workers).order_by(workers.c.hostname)).mappings():
+            row = {str(key): value for key, value in found.items()}
+            row["stored_alive"] = row["alive"]
+            row["alive"] = worker_alive(row, now)
+            yield row
+
+
+def _worker_cells(row: dict[str, Any]) -> list[str]:
+    beat = row["last_heartbeat"]
+    return [
+        row["hostname"],
+        "yes" if row["alive"] else "no",
+        "-" if beat is None else iso(beat),
+        "-" if row["freq"] is None else f"{row['freq']:g}",
+        "-" if row["active"] is None else str(row["active"]),
+        "-" if row["processed"] is None else str(row["processed"]),
+    ]
+
+
+@history.command("workers")
+@_connection_options
+@click.option("--json", "as_json", is_flag=True, help="A JSON array of the rows.")
+@click.pass_context
+def workers_command(
+    ctx: click.Context, url: str | None, table_prefix: str | None, as_json: bool
+) -> None:
+    """List stored workers; ALIVE is derived now from the last heartbeat and its frequency."""
+    parent = ctx.obj or {}
+    engine, tables = open_history(
+        url or parent.get("url", DEFAULT_URL),
+        table_prefix or parent.get("table_prefix", DEFAULT_PREFIX),
+    )
+    try:
+        rows = list(iter_workers(engine, tables, time.time()))
+    except SQLAlchemyError as exc:
+        raise click.ClickException(f"query failed: {exc.__cause__ or exc}") from None
+    finally:
+        engine.dispose()
+    if as_json:
+        _dump(rows)
+    elif rows:
+        click.echo("\n".join(table_lines(rows, WORKER_HEADER, _worker_cells)))
+    else:
+        click.echo("no workers stored", err=True)

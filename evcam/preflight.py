@@ -318,6 +318,22 @@ def check_delivery(cls: Callable[..., Any], settings: Settings) -> None:
         raise PreflightError("--queue-type", f"classic or quorum, not {settings.queue_type}")
     if settings.queue_type and not settings.queue:
         raise PreflightError("--queue-type", "needs --queue NAME (the default queue is exclusive)")
+    if settings.standby and not settings.queue:
+        raise PreflightError("--standby", "needs --queue NAME, shared by the evcams of the set")
+    if settings.partition_exchange and not settings.queue:
+        raise PreflightError(
+            "--partition-exchange", "needs --queue NAME, a queue of its own for each evcam"
+        )
+    if settings.standby or settings.partition_exchange:
+        option = "--standby" if settings.standby else "--partition-exchange"
+        from kombu import Connection
+
+        if Connection(settings.broker).transport.driver_type != "amqp":
+            raise PreflightError(
+                option,
+                "needs RabbitMQ; on Redis every evcam receives everything: run a redundant "
+                "pair without it",
+            )
     if not zero_loss(settings):
         return
     from evcam.camera import Polaroid

@@ -86,6 +86,41 @@ class _Stopping(Exception):
     """A stop request arrived while ingestion was paused: leave without applying more."""
 
 
+#: AMQP reply code of a declaration whose arguments differ from the existing queue's.
+PRECONDITION_FAILED = 406
+#: AMQP reply code of a declaration of an unknown exchange type (a plugin not enabled).
+COMMAND_INVALID = 503
+#: RabbitMQ's consistent-hash exchange (plugin rabbitmq_consistent_hash_exchange).
+PARTITION_EXCHANGE_TYPE = "x-consistent-hash"
+#: The header partitions hash on: Celery puts the sender's hostname on every event message.
+PARTITION_HEADER = "hostname"
+#: Each evcam's queue binds with this weight (equal shares of the hash ring).
+PARTITION_WEIGHT = "1"
+
+
+class QueueMismatch(Exception):
+    """The broker refused the --queue declaration: the queue exists with other arguments
+    (for example declared without --standby). Retrying cannot help; the message says what to do."""
+
+    def __init__(self, queue: str, reason: str, single_active: bool, what: str = "queue") -> None:
+        self.queue = queue
+        self.reason = reason
+        if what == "exchange":
+            super().__init__(
+                f"exchange {queue!r} cannot be declared as a consistent-hash exchange on the "
+                f"hostname header: delete it (rabbitmqadmin delete exchange name={queue}) or use "
+                f"another --partition-exchange name; broker said: {reason}"
+            )
+            return
+        wanted = "with" if single_active else "without"
+        super().__init__(
+            f"queue {queue!r} exists with other arguments than this evcam declares "
+            f"({wanted} --standby, --queue-type, --queue-max-length as given): delete it "
+            f"(rabbitmqctl delete_queue {queue}) or use another --queue name; broker said: "
+            f"{reason}"
+        )
+
+
 @dataclass
 class ReceiverStats:
     """Counters the runner reads for its status line (updated by the receiver thread)."""
@@ -151,6 +186,8 @@ class Receiver:
         queue_expires: float | None = 60.0,
         queue_max_length: int | None = None,
         queue_type: str | None = None,
+        single_active: bool = False,
+        partition_exchange: str | None = None,
         wakeup: bool = True,
         heartbeat: float | None = None,
         acks: bool = False,
@@ -200,6 +237,16 @@ class Receiver:
         self.queue_expires = queue_expires
         self.queue_max_length = queue_max_length
         self.queue_type = queue_type
+        if single_active and not queue:
+            raise ValueError("single_active=True needs a named queue (queue=NAME)")
+        self.single_active = single_active
+        if partition_exchange and not queue:
+            raise ValueError("partition_exchange needs a named queue (queue=NAME), one per evcam")
+        #: Partitioned scale-out: the consistent-hash exchange between the event exchange and
+        #: this evcam's queue (hashing on the `hostname` header), or None.
+        self.partition_exchange = partition_exchange
+        #: Set when the broker refused the queue's declaration for good (run() returned).
+        self.fatal: QueueMismatch | None = None
         self.wakeup = wakeup
         if acks and not hasattr(state, "seq"):
             raise ValueError("acks=True needs an evcam.State: it tracks what a stored shot holds")
@@ -289,6 +336,11 @@ class Receiver:
         while not self.should_stop:
             try:
                 self._connect()
+            except QueueMismatch as exc:  # retrying cannot help: the queue must change first
+                self.fatal = exc
+                log.error("receiver.queue_mismatch", queue=exc.queue, detail=str(exc))
+                self._close()
+                return
             except Exception as exc:  # every failure means: back off, retry
                 interval = self._backoff(attempt)
                 attempt += 1
@@ -369,6 +421,10 @@ class Receiver:
         self._last_tag = 0
         self._acked_tag = 0
         self._arrivals.clear()
+        if self.single_active:
+            # A standby may wait on this connection while another evcam consumes: the workers
+            # it heard while active say nothing about its silence now (no watchdog misfire).
+            self._alive_workers.clear()
         self._soon_tag = max(1, self.prefetch_count // 2) if self.acks else float("inf")
         channel = conn.channel()
         self._channel = channel
@@ -378,18 +434,35 @@ class Receiver:
         kind = "fanout" if self.driver in ("redis", "gcpubsub") else "topic"
         return Exchange(self.exchange_name, type=kind, durable=True, auto_delete=False)
 
+    def _partitions(self) -> Exchange:
+        """The consistent-hash exchange of a partitioned set (RabbitMQ's plugin): each message
+        goes to one bound queue, chosen by its `hostname` header, so one worker's events all
+        reach the same evcam."""
+        return Exchange(
+            self.partition_exchange,
+            type=PARTITION_EXCHANGE_TYPE,
+            durable=True,
+            auto_delete=False,
+            arguments={"hash-header": PARTITION_HEADER},
+        )
+
     def _queue(self) -> Queue:
         exchange = self._exchange()
+        if self.partition_exchange:
+            exchange = self._partitions()
         if self.queue_name:
             args: dict[str, Any] = {}
             if self.queue_max_length:
                 args["x-max-length"] = int(self.queue_max_length)
             if self.queue_type:
                 args["x-queue-type"] = self.queue_type
+            if self.single_active:
+                args["x-single-active-consumer"] = True
             return Queue(
                 self.queue_name,
                 exchange,
-                routing_key=self.routing_key,
+                # a consistent-hash binding's key is the queue's weight among the partitions
+                routing_key=PARTITION_WEIGHT if self.partition_exchange else self.routing_key,
                 durable=True,
                 auto_delete=False,
                 exclusive=False,
@@ -407,14 +480,62 @@ class Receiver:
         )
 
     def _declare(self, channel: Any) -> None:
+        if self.partition_exchange:
+            self._declare_partitions(channel)
         self._bound_queue = self._queue()(channel)
-        self._bound_queue.declare()
+        try:
+            self._bound_queue.declare()
+        except Exception as exc:
+            if getattr(exc, "code", None) == PRECONDITION_FAILED and self.queue_name:
+                raise QueueMismatch(self.queue_name, str(exc), self.single_active) from exc
+            raise
+        if self.queue_name and self.driver == "amqp" and not self.single_active:
+            self._warn_shared(channel)
         if self.driver == "redis" and self.queue_name:
             log.warning(
                 "receiver.redis_named_queue",
                 queue=self.queue_name,
                 detail="Redis delivers events by pub/sub: events sent while evcam is "
                 "disconnected are lost even with a named queue",
+            )
+
+    def _declare_partitions(self, channel: Any) -> None:
+        """Declare the event exchange, the consistent-hash exchange and the binding between
+        them (idempotent: every evcam of the set declares the same)."""
+        events = self._exchange()(channel)
+        events.declare()
+        partitions = self._partitions()(channel)
+        try:
+            partitions.declare()
+        except Exception as exc:
+            if getattr(exc, "code", None) in (PRECONDITION_FAILED, COMMAND_INVALID):
+                raise QueueMismatch(
+                    self.partition_exchange or "",
+                    f"{exc} (is the plugin enabled? rabbitmq-plugins enable "
+                    "rabbitmq_consistent_hash_exchange)",
+                    self.single_active,
+                    what="exchange",
+                ) from exc
+            raise
+        partitions.bind_to(events, routing_key=self.routing_key)
+
+    def _warn_shared(self, channel: Any) -> None:
+        """A plain --queue that already has a consumer: two evcams would each see part of
+        every task's events. Say so loudly (the set-up is for standby or partitions)."""
+        try:
+            _, _, consumers = channel.queue_declare(queue=self.queue_name, passive=True)
+        except Exception as exc:  # the check is advice; consuming goes on without it
+            log.debug("receiver.shared_check_failed", error=_describe(exc))
+            return
+        if consumers:
+            log.error(
+                "receiver.queue_shared",
+                queue=self.queue_name,
+                consumers=consumers,
+                detail="another consumer already reads this queue: competing evcams each "
+                "see part of every task's events and deliver no more throughput; use --standby "
+                "(one active, the others wait) or one queue per partition "
+                "(see 'Running several evcams' in the README)",
             )
 
     def _close(self) -> None:

@@ -279,6 +279,8 @@ def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: 
         queue_expires=settings.queue_expires,
         queue_max_length=settings.queue_max_length,
         queue_type=settings.queue_type,
+        single_active=settings.standby,
+        partition_exchange=settings.partition_exchange,
         wakeup=settings.wakeup,
         heartbeat=settings.heartbeat,
         ssl=settings.broker_ssl(),
@@ -356,6 +358,8 @@ def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: 
             if monitoring is not None:
                 monitoring.close()
     logger.info("evcam.stopped", **status.line())
+    if getattr(receiver, "fatal", None) is not None:  # the --queue must change first
+        return exitcodes.CONFIG
     return exitcodes.OK
 
 

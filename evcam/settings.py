@@ -33,6 +33,11 @@ class Settings:
     queue_expires: float | None = 60.0
     queue_max_length: int | None = None
     queue_type: str | None = None  # "quorum" persists every message (survives broker restarts)
+    # Several evcams: --standby declares the --queue single-active-consumer (one consumes).
+    standby: bool = False
+    # Partitioned scale-out: a consistent-hash exchange between the event exchange and the
+    # --queue of each evcam of the set (RabbitMQ's rabbitmq_consistent_hash_exchange plugin).
+    partition_exchange: str | None = None
     acks: bool = True  # zero-loss mode with --queue on AMQP; False: no_ack everywhere
     prefetch: int = 65535  # zero-loss mode: at most this many unacknowledged deliveries
     max_message_size: int = 16 * 1024 * 1024  # larger message bodies are rejected
@@ -107,6 +112,8 @@ class Settings:
             "queue_expires": self.queue_expires,
             "queue_max_length": self.queue_max_length,
             "queue_type": self.queue_type,
+            "standby": self.standby,
+            "partition_exchange": self.partition_exchange,
             "acks": self.acks,
             "prefetch": self.prefetch,
             "max_message_size": self.max_message_size,

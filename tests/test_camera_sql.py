@@ -251,6 +251,24 @@ def test_a_worker_that_went_offline_is_stored_as_not_alive(store: HistoryStore) 
     assert (stored["alive"], stored["last_heartbeat"]) == (True, now + 2)
 
 
+def test_a_stored_offline_sticks_against_a_stale_alive_row(store: HistoryStore) -> None:
+    """Another evcam's shot of the same last heartbeat, still alive, does not bring a worker
+    that went offline back to life; only a newer heartbeat does."""
+    now = time.time()
+    online, offline = State(), State()
+    for state in (online, offline):
+        state.event(ev("worker-online", ts=now - 2, hostname="w1@host", freq=2.0))
+        state.event(ev("worker-heartbeat", ts=now - 1, hostname="w1@host", active=1))
+    offline.event(ev("worker-offline", ts=now, hostname="w1@host"))
+    store.write([], list(online.workers.values()), now)
+    store.write([], list(offline.workers.values()), now)
+    store.write([], list(online.workers.values()), now + 1)  # a stale view: same heartbeat
+    assert _worker_row(store)["alive"] is False
+    online.event(ev("worker-heartbeat", ts=now + 2, hostname="w1@host", active=0))
+    store.write([], list(online.workers.values()), now + 3)
+    assert (_worker_row(store)["alive"], _worker_row(store)["last_heartbeat"]) == (True, now + 2)
+
+
 def _worker_row(store: HistoryStore) -> dict[str, Any]:
     with store.engine.connect() as conn:
         return dict(conn.execute(select(store.schema.workers)).mappings().one())

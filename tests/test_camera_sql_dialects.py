@@ -95,6 +95,9 @@ test_workers_are_upserted_and_a_stale_heartbeat_does_not_win = (
     base.test_workers_are_upserted_and_a_stale_heartbeat_does_not_win
 )
 test_hostile_values_are_stored_safely = base.test_hostile_values_are_stored_safely
+test_a_stored_offline_sticks_against_a_stale_alive_row = (
+    base.test_a_stored_offline_sticks_against_a_stale_alive_row
+)
 test_retention_deletes_exactly_the_expired_rows = (
     base.test_retention_deletes_exactly_the_expired_rows
 )

@@ -70,6 +70,17 @@ BROKER = "amqp://guest:guest@127.0.0.1:9//"
             "--camera-option: the JSON-lines camera writes to standard output, which --detach "
             "discards; pass --camera-option path=FILE",
         ),
+        (["--standby"], exitcodes.CONFIG, "--standby: needs --queue NAME"),
+        (
+            ["--standby", "--queue", "q", "--broker", "redis://127.0.0.1:9/0"],
+            exitcodes.CONFIG,
+            "--standby: needs RabbitMQ",
+        ),
+        (
+            ["--partition-exchange", "evp"],
+            exitcodes.CONFIG,
+            "--partition-exchange: needs --queue NAME",
+        ),
         (["--maxrate", "ten per minute"], exitcodes.CONFIG, "--maxrate: bad rate"),
         (["--maxrate", "0/m"], exitcodes.CONFIG, "--maxrate:"),
         (["--frequency", "0"], exitcodes.USAGE, "--frequency"),

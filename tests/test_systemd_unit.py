@@ -140,3 +140,30 @@ def test_logrotate_snippet_parses(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "error" not in (result.stdout + result.stderr).lower()
+
+
+TEMPLATE = ROOT / "systemd" / "evcam@.service"
+
+
+def test_template_unit_verifies_and_keeps_instances_apart(analyze: str, tmp_path: Path) -> None:
+    """evcam@.service: an instance verifies silently, reads its own environment file and has
+    its own state directory; otherwise it is evcam.service."""
+    evcam = EVCAM if EVCAM.exists() else Path(shutil.which("evcam") or EVCAM)
+    text = TEMPLATE.read_text()
+    for line in (
+        "EnvironmentFile=-/etc/evcam/evcam.env",
+        "EnvironmentFile=-/etc/evcam/%i.env",
+        "StateDirectory=evcam-%i",
+        "Type=notify",
+        "DynamicUser=yes",
+    ):
+        assert re.search(rf"^{re.escape(line)}$", text, re.M), line
+    template = tmp_path / "evcam@.service"
+    template.write_text(text.replace("ExecStart=/opt/evcam/bin/evcam ", f"ExecStart={evcam} "))
+    instance = tmp_path / "evcam@a.service"
+    instance.symlink_to(template)
+    result = subprocess.run(
+        [analyze, "verify", "--man=no", str(instance)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""

@@ -11,10 +11,17 @@ merges them in Python by the same rules (``merge_task``/``merge_worker``, the ru
 Python statement) and bulk-inserts and bulk-updates them. Either way a stored row never moves
 backwards:
 
-* A task's state is replaced only by a state of equal or higher precedence
-  (``evcam.states.PRECEDENCE``). RETRY is the loop of a retried task, as in Celery: any state
-  may follow a stored RETRY, and RETRY may replace any state that is not ready; unlike Celery,
-  a late RETRY never replaces SUCCESS, FAILURE or REVOKED.
+* A final state (SUCCESS, FAILURE, REVOKED) is never replaced by one that is not final, and
+  among final states by one of equal or higher precedence (``evcam.states.PRECEDENCE``).
+  Among the other states the same precedence rule holds, and RETRY is the loop of a retried
+  task, as in Celery: any state may follow a stored RETRY, and RETRY replaces any of them.
+* Per-attempt fields merge by attempt, not by the winning row: each transition time and
+  ``retries`` keep the greatest value either row holds; the exception and traceback follow
+  the row whose latest ``retried``/``failed`` time is later.
+* The record of a task comes with the writer's order-independent facts (`evcam.attempts`):
+  once a final event was seen it is stored final, even where the in-memory model (Celery's
+  rules) moved back to RETRY or STARTED on a redelivered earlier attempt. So several evcams
+  writing one database, in any order, converge on the row of the events in order.
 * A field the incoming row lacks (NULL) never blanks a stored one. When the incoming state
   loses, its fields only fill the stored row's gaps.
 * A worker row follows its newest heartbeat. A worker that sent ``worker-offline`` has none
@@ -81,6 +88,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects.mysql import LONGTEXT
@@ -90,6 +98,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from evcam.attempts import Attempts, Facts, track
 from evcam.bounded import json_text
 from evcam.camera import Polaroid
 from evcam.log import get_logger
@@ -285,8 +294,14 @@ def _int(value: Any) -> int | None:
     return number if -(2**63) <= number < 2**63 else None
 
 
-def task_record(task: Any) -> dict[str, Any]:
-    """The JSON-safe fields of an evcam (or Celery) Task that the history stores."""
+def task_record(task: Any, facts: Facts | None = None) -> dict[str, Any]:
+    """The JSON-safe fields of an evcam (or Celery) Task that the history stores.
+
+    With the task's order-independent `facts` (`evcam.attempts`), the record holds what every
+    event seen says whatever order they came in: the best final state once one was seen (with
+    its time and worker), the latest time of each transition, the highest ``retries`` and the
+    exception and traceback of the latest attempt.
+    """
     worker = getattr(task, "worker", None)
     state = _text(getattr(task, "state", None), KEY_LENGTH) or "PENDING"
     record: dict[str, Any] = {
@@ -302,7 +317,28 @@ def task_record(task: Any) -> dict[str, Any]:
     record["runtime"] = _float(getattr(task, "runtime", None))
     for name in TEXT_FIELDS:
         record[name] = _text(getattr(task, name, None))
+    if facts is not None:
+        _apply_facts(record, facts)
     return record
+
+
+def _apply_facts(record: dict[str, Any], facts: Facts) -> None:
+    """Overlay a task's order-independent facts on its record (see `task_record`)."""
+    for name, when in facts.times.items():
+        if name in record:
+            record[name] = _float(when)
+    if facts.retries is not None:
+        record["retries"] = _int(facts.retries)
+    if facts.error is not None:
+        _, exception, traceback = facts.error
+        record["exception"] = _text(exception)
+        record["traceback"] = _text(traceback)
+    if facts.final is not None:
+        _, state, when, hostname = facts.final
+        record["state"] = state
+        record["timestamp"] = _float(when)
+        if hostname is not None:
+            record["worker"] = _text(hostname, KEY_LENGTH)
 
 
 def worker_record(worker: Any) -> dict[str, Any]:
@@ -477,6 +513,10 @@ def parse_options(options: Mapping[str, Any]) -> Options:
 
 # Columns the incoming row replaces only when it wins (no gap filling: they belong together).
 TASK_REPLACED = ("timestamp", "precedence", "state")
+# Task columns of an attempt's error: they follow the row of the later attempt (error_wins).
+ERROR_FIELDS = ("exception", "traceback")
+# Task columns that keep the greatest value either row holds.
+TASK_GREATEST = (*TRANSITIONS, "retries")
 WORKER_REPLACED = ()
 # Columns the incoming row always sets.
 ALWAYS_NEW = ("last_update",)
@@ -485,30 +525,38 @@ ALWAYS_NEW = ("last_update",)
 def task_wins(old_state: str, old_precedence: int, new_state: str, new_precedence: int) -> bool:
     """Whether an incoming task state may replace the stored one (never a regression).
 
-    Equal or higher precedence wins; any state may follow a stored RETRY; RETRY replaces any
-    state that is not ready (a late RETRY never replaces SUCCESS, FAILURE or REVOKED).
+    A final state (SUCCESS, FAILURE, REVOKED) is never replaced by one that is not final, and
+    among final states equal or higher precedence wins: once a final event was seen the row
+    stays final whichever writer or redelivery comes last. Among the other states equal or
+    higher precedence wins; any state may follow a stored RETRY; RETRY replaces any of them.
     """
-    return (
-        new_precedence <= old_precedence
-        or old_state == RETRY
-        or (new_state == RETRY and old_state not in READY_STATES)
-    )
+    old_ready, new_ready = old_state in READY_STATES, new_state in READY_STATES
+    if old_ready or new_ready:
+        return new_ready and (not old_ready or new_precedence <= old_precedence)
+    return new_precedence <= old_precedence or old_state == RETRY or new_state == RETRY
 
 
 def worker_wins(
-    old_heartbeat: float | None, new_heartbeat: float | None, new_alive: bool | None = None
+    old_heartbeat: float | None,
+    new_heartbeat: float | None,
+    new_alive: bool | None = None,
+    old_alive: bool | None = None,
 ) -> bool:
     """Whether an incoming worker row is at least as recent as the stored one.
 
     A worker that sent ``worker-offline`` has no heartbeats left: its row (``last_heartbeat``
     NULL, ``alive`` false) wins too, and keeps the stored last heartbeat (a NULL never blanks
-    a value), so a stopped worker is stored as not alive.
+    a value), so a stopped worker is stored as not alive. The offline row sticks: a row of the
+    same last heartbeat that still says alive (another evcam, or an older shot) does not
+    replace it; only a newer heartbeat does.
     """
-    return (
-        old_heartbeat is None
-        or (new_heartbeat is not None and new_heartbeat >= old_heartbeat)
-        or (new_heartbeat is None and new_alive is False)
-    )
+    if old_heartbeat is None:
+        return True
+    if new_heartbeat is None:
+        return new_alive is False
+    if new_heartbeat == old_heartbeat:
+        return old_alive is not False or new_alive is False
+    return new_heartbeat > old_heartbeat
 
 
 def merge_row(
@@ -530,20 +578,62 @@ def merge_row(
     return merged
 
 
+def _latest(*values: float | None) -> float | None:
+    """The greatest of the values that are not None (None if all are)."""
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+def error_wins(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether the incoming row's exception and traceback are of a later attempt.
+
+    A row's exception belongs to its latest ``retried`` or ``failed`` time (the store keeps
+    the latest of each), so the row whose time is later holds the later attempt's exception.
+    """
+    new_at = _latest(new.get("retried"), new.get("failed"))
+    old_at = _latest(old.get("retried"), old.get("failed"))
+    return new_at is not None and (old_at is None or new_at >= old_at)
+
+
 def merge_task(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored task row updated by an incoming one (the portable path's guard)."""
+    """A stored task row updated by an incoming one (the portable path's guard).
+
+    Besides `merge_row`'s rules: each transition time and ``retries`` keep the greatest value
+    either row holds, and the exception and traceback follow the row of the later attempt
+    (`error_wins`), so the result does not depend on which row came first.
+    """
     wins = task_wins(old["state"], old["precedence"], new["state"], new["precedence"])
-    return merge_row(old, new, wins, TASK_REPLACED)
+    merged = merge_row(old, new, wins, TASK_REPLACED)
+    for name in TASK_GREATEST:
+        if name in new:
+            merged[name] = _latest(old.get(name), new[name])
+    later = error_wins(old, new)
+    for name in ERROR_FIELDS:
+        if name in new:
+            first, second = (new[name], old.get(name)) if later else (old.get(name), new[name])
+            merged[name] = first if first is not None else second
+    return merged
 
 
 def merge_worker(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     """A stored worker row updated by an incoming one (the portable path's guard)."""
-    wins = worker_wins(old["last_heartbeat"], new["last_heartbeat"], new["alive"])
+    wins = worker_wins(old["last_heartbeat"], new["last_heartbeat"], new["alive"], old["alive"])
     return merge_row(old, new, wins, WORKER_REPLACED)
 
 
+def _greatest(a: Any, b: Any) -> Any:
+    """The greater of two nullable SQL values, NULL only if both are (GREATEST differs by
+    dialect on NULLs)."""
+    return case((a.is_(None), b), (b.is_(None), a), (a > b, a), else_=b)
+
+
 def _guarded_set(
-    table: Table, new: Any, wins: Any, replaced: Iterable[str], read_last: Iterable[str]
+    table: Table,
+    new: Any,
+    wins: Any,
+    replaced: Iterable[str],
+    read_last: Iterable[str],
+    special: Mapping[str, Any] | None = None,
 ) -> list[tuple[str, Any]]:
     """SET clauses applying merge_row's rules in SQL; ``new`` is the incoming row (EXCLUDED).
 
@@ -557,7 +647,9 @@ def _guarded_set(
         name = column.name
         if column.primary_key:
             continue
-        if name in ALWAYS_NEW:
+        if special and name in special:
+            updates[name] = special[name]
+        elif name in ALWAYS_NEW:
             updates[name] = new[name]
         elif name in replaced:
             updates[name] = case((wins, new[name]), else_=old[name])
@@ -689,13 +781,30 @@ class HistoryStore:
         retry = _literal(RETRY)
         ready = [_literal(s) for s in sorted(READY_STATES)]
 
-        def guard(new: Any) -> tuple[Any, tuple[str, ...], tuple[str, ...]]:
+        def guard(new: Any) -> tuple[Any, ...]:
+            # Equalities, not IN: SQLite builds an IN list's lookup table per evaluation.
+            old_ready = or_(*(old.state == s for s in ready))
+            new_ready = or_(*(new.state == s for s in ready))
             wins = or_(  # task_wins() in SQL
-                new.precedence <= old.precedence,
-                old.state == retry,
-                and_(new.state == retry, not_(old.state.in_(ready))),
+                and_(new_ready, or_(not_(old_ready), new.precedence <= old.precedence)),
+                and_(
+                    not_(old_ready),
+                    not_(new_ready),
+                    or_(new.precedence <= old.precedence, old.state == retry, new.state == retry),
+                ),
             )
-            return wins, TASK_REPLACED, ("precedence", "state")
+            # error_wins() in SQL: the row of the later attempt brings its exception.
+            new_at = _greatest(new.retried, new.failed)
+            old_at = _greatest(old.retried, old.failed)
+            later = and_(new_at.is_not(None), or_(old_at.is_(None), new_at >= old_at))
+            special = {name: _greatest(old[name], new[name]) for name in TASK_GREATEST}
+            for name in ERROR_FIELDS:
+                special[name] = case(
+                    (later, func.coalesce(new[name], old[name])),
+                    else_=func.coalesce(old[name], new[name]),
+                )
+            # MySQL assigns left to right: what the guards read is assigned last.
+            return wins, TASK_REPLACED, ("retried", "failed", "precedence", "state"), special
 
         return self._upsert(insert_, self.schema.tasks, guard)
 
@@ -706,10 +815,14 @@ class HistoryStore:
             # worker_wins() in SQL (a NULL comparison is not true, as in Python).
             wins = or_(
                 old.last_heartbeat.is_(None),
-                new.last_heartbeat >= old.last_heartbeat,
+                new.last_heartbeat > old.last_heartbeat,
+                and_(
+                    new.last_heartbeat == old.last_heartbeat,
+                    or_(old.alive.is_(None), old.alive == true(), new.alive == false()),
+                ),
                 and_(new.last_heartbeat.is_(None), new.alive == false()),
             )
-            return wins, WORKER_REPLACED, ("last_heartbeat",)
+            return wins, WORKER_REPLACED, ("alive", "last_heartbeat")
 
         return self._upsert(insert_, self.schema.workers, guard)
 
@@ -720,12 +833,20 @@ class HistoryStore:
         return update(table).where(key == bindparam("key_"))
 
     def write(
-        self, tasks: Iterable[Any], workers: Iterable[Any], taken_at: float
+        self,
+        tasks: Iterable[Any],
+        workers: Iterable[Any],
+        taken_at: float,
+        attempts: Attempts | None = None,
     ) -> tuple[int, int]:
-        """Upsert tasks and workers in one transaction; return how many rows of each."""
+        """Upsert tasks and workers in one transaction; return how many rows of each.
+
+        With `attempts` (the writer's `evcam.attempts.Attempts`), each task's record holds its
+        order-independent facts (`task_record`).
+        """
         task_rows: dict[str, dict[str, Any]] = {}
         for task in tasks:
-            row = task_record(task)
+            row = task_record(task, attempts.get(task.uuid) if attempts is not None else None)
             if not row["uuid"]:
                 continue
             row["precedence"] = precedence(row["state"])
@@ -940,6 +1061,8 @@ class ChangesCamera(Polaroid):
         super().__init__(
             state, freq=freq, maxrate=maxrate, cleanup_freq=cleanup_freq, timer=timer, app=app
         )
+        #: Order-independent facts of every task event the state sees (see evcam.attempts).
+        self.attempts = track(state)
         # seq of the last snapshot whose changes were stored; 0 = nothing stored yet.
         self.stored_seq = 0
 
@@ -1008,7 +1131,7 @@ class SQLCamera(ChangesCamera):
         self, tasks: Iterable[Any], workers: Iterable[Any], taken_at: float, seq: int | None
     ) -> None:
         started = time.monotonic()
-        n_tasks, n_workers = self.store.write(tasks, workers, taken_at)
+        n_tasks, n_workers = self.store.write(tasks, workers, taken_at, self.attempts)
         if n_tasks or n_workers:
             logger.debug(
                 "camera.history_stored",

@@ -1,0 +1,172 @@
+"""Partitioned scale-out end to end: three evcams, each its own quorum queue bound to one
+consistent-hash exchange (hashing on the `hostname` header), zero-loss, one PostgreSQL store.
+A task's task-sent (the client) and its execution (a worker) may land on two evcams; the
+converging store still equals Celery's own State row for row, also with one evcam kill -9'ed
+and restarted mid-stream. Needs the rabbitmq_consistent_hash_exchange plugin."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kombu import Connection
+
+from tests.conftest import unique, wait_until
+from tests.test_standby_chaos import _diff, celery_rows, stored_rows
+from tests.zeroloss import Evcam, Publisher, delete_queue
+
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
+
+TASKS = int(os.environ.get("EVCAM_PARTITION_TASKS", "2000"))
+WORKERS = [f"celery@w{n}" for n in range(6)]
+CLIENT = "client@app"
+
+
+def partitioned_lifecycles(
+    n: int, seed: int
+) -> tuple[list[tuple[str, bytes, str]], list[dict[str, Any]]]:
+    """Messages (routing key, body, sender hostname) for `n` lifecycles over six workers and a
+    client, each message from one sender as Celery batches them; and the events in order."""
+    rng = random.Random(seed)
+    t = time.time()
+    events: list[dict[str, Any]] = []
+    for start in range(0, n, 8):
+        per_task = []
+        for i in range(start, min(start + 8, n)):
+            retries = i % 3
+            hosts = [rng.choice(WORKERS) for _ in range(retries + 1)]
+            steps: list[tuple[str, str, dict[str, Any]]] = [
+                ("sent", CLIENT, {"name": "proj.div", "args": "(1,)", "retries": 0})
+            ]
+            for attempt, host in enumerate(hosts):
+                steps.append(("received", host, {"name": "proj.div", "retries": attempt}))
+                steps.append(("started", host, {}))
+                if attempt < retries:
+                    steps.append(("retried", host, {"exception": f"Retry({attempt})"}))
+            if i % 5 == 4:
+                steps.append(("failed", hosts[-1], {"exception": "ZeroDivisionError()"}))
+            else:
+                steps.append(("succeeded", hosts[-1], {"result": str(i), "runtime": 0.01}))
+            per_task.append((f"pt-{seed}-{i}", steps))
+        for step in range(max(len(x) for _, x in per_task)):
+            for uuid, steps in per_task:
+                if step < len(steps):
+                    kind, host, fields = steps[step]
+                    t += 0.0001
+                    events.append(
+                        {
+                            "type": f"task-{kind}",
+                            "uuid": uuid,
+                            "hostname": host,
+                            "timestamp": t,
+                            "utcoffset": 0,
+                            "pid": 4242,
+                            "clock": len(events) + 1,
+                            **fields,
+                        }
+                    )
+    messages: list[tuple[str, bytes, str]] = []
+    i = 0
+    while i < len(events):
+        size = rng.choice((1, 1, 4, 12, 24))
+        chunk = [events[i]]
+        while len(chunk) < size and i + len(chunk) < len(events):
+            if events[i + len(chunk)]["hostname"] != chunk[0]["hostname"]:
+                break
+            chunk.append(events[i + len(chunk)])
+        i += len(chunk)
+        key = chunk[0]["type"].replace("-", ".") if len(chunk) == 1 else "task.multi"
+        body = json.dumps(chunk[0] if len(chunk) == 1 else chunk).encode()
+        messages.append((key, body, chunk[0]["hostname"]))
+    return messages, events
+
+
+class HostPublisher(Publisher):
+    """The confirming publisher, with each message's sender in its `hostname` header."""
+
+    def run(self) -> None:
+        from amqp import Message
+
+        started = time.monotonic()
+        while self.sent < len(self.messages) and not self.stop.is_set():
+            try:
+                with Connection(self.url, connect_timeout=2) as conn:
+                    channel = conn.default_channel
+                    while self.sent < len(self.messages) and not self.stop.is_set():
+                        delay = started + self.sent / self.rate - time.monotonic()
+                        if delay > 0:
+                            time.sleep(delay)
+                        key, body, host = self.messages[self.sent]  # type: ignore[misc]
+                        message = Message(
+                            body,
+                            content_type="application/json",
+                            content_encoding="utf-8",
+                            application_headers={"hostname": host},
+                            delivery_mode=1,
+                        )
+                        channel.basic_publish_confirm(
+                            message, exchange=self.exchange, routing_key=key, confirm_timeout=10
+                        )
+                        self.sent += 1
+            except Exception:  # the broker went away: retry what was not confirmed
+                self.failures += 1
+                self.stop.wait(0.5)
+
+
+def _delete_exchange(url: str, name: str) -> None:
+    with Connection(url) as conn:
+        conn.default_channel.exchange_delete(name)
+
+
+@pytest.mark.timeout(600)
+def test_three_partitions_one_killed_mid_stream_store_celerys_rows(
+    tmp_path: Path, rabbitmq_url: str, postgres_url: str
+) -> None:
+    """Three partitions share the load (each gets events) and the store equals Celery's State
+    row for row, with one partition kill -9'ed and restarted mid-stream."""
+    exchange, partitions = unique("ptx"), unique("ptp")
+    queues = [unique(f"ptq{n}") for n in range(3)]
+    prefix = unique("pt").replace("-", "_")[:24] + "_"
+    messages, events = partitioned_lifecycles(TASKS, seed=41)
+    expected = celery_rows(events)
+    db = ("--camera-option", f"url={postgres_url}", "--camera-option", f"table_prefix={prefix}")
+    evcams = []
+    for n, queue in enumerate(queues):
+        home = tmp_path / f"p{n}"
+        home.mkdir()
+        args = ("--queue-type", "quorum", "--partition-exchange", partitions, *db)
+        evcams.append(Evcam(home, rabbitmq_url, exchange, queue, *args))
+    publisher = HostPublisher(rabbitmq_url, exchange, messages, rate=len(messages) / 15)  # type: ignore[arg-type]
+    try:
+        for evcam in evcams:
+            evcam.start()
+        publisher.start()
+        assert wait_until(lambda: publisher.sent > len(messages) // 2, 60)
+        evcams[1].kill(signal.SIGKILL)
+        evcams[1].start()
+        assert wait_until(lambda: publisher.done, 120), f"{publisher.sent} of {len(messages)}"
+        assert wait_until(lambda: stored_rows(postgres_url, prefix) == expected, 120, 1.0), _diff(
+            stored_rows(postgres_url, prefix), expected
+        )
+        for evcam in evcams:  # each partition did its share
+            assert max(s["events"] for s in evcam.statuses()) > 0
+    finally:
+        publisher.stop.set()
+        for evcam in evcams:
+            evcam.kill(signal.SIGKILL)
+        for queue in queues:
+            delete_queue(rabbitmq_url, queue)
+        _delete_exchange(rabbitmq_url, partitions)
+        from sqlalchemy import create_engine
+
+        from evcam.cameras.sql import schema
+
+        engine = create_engine(postgres_url)
+        schema(prefix).metadata.drop_all(engine)
+        engine.dispose()

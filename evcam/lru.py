@@ -145,3 +145,65 @@ class CallableIndex(defaultdict):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fun(*args, **kwargs)
+
+
+class LazyMap(Mapping):
+    """A read-only mapping over `source` whose values are `make(source[key])`, made on first
+    read and kept (so a key always gives the same object).
+
+    Snapshots use it: under the lock they only copy `source` (shallowly, at C speed); each task
+    is then built, outside the lock, when a reader first asks for it. `data` is the map itself,
+    so `backing()` users and code reading `.data` see the same values.
+    """
+
+    __slots__ = ("_made", "_make", "_source")
+
+    def __init__(self, source: dict[Any, Any], make: Callable[[Any], Any]) -> None:
+        self._source = source
+        self._make = make
+        self._made: dict[Any, Any] = {}
+
+    @property
+    def data(self) -> LazyMap:
+        return self
+
+    @property
+    def source(self) -> dict[Any, Any]:
+        """The values as they were copied (read-only: shared with the live model)."""
+        return self._source
+
+    def __getitem__(self, key: Any) -> Any:
+        made = self._made.get(key)
+        if made is None:
+            # setdefault: two readers racing on one key still get one object.
+            made = self._made.setdefault(key, self._make(self._source[key]))
+        return made
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._source
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._source)
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def keys(self):  # type: ignore[override]
+        return self._source.keys()
+
+    def values(self) -> list[Any]:  # type: ignore[override]
+        get = self.__getitem__
+        return [get(key) for key in self._source]
+
+    def items(self) -> list[tuple[Any, Any]]:  # type: ignore[override]
+        get = self.__getitem__
+        return [(key, get(key)) for key in self._source]
+
+    def __repr__(self) -> str:
+        return f"LazyMap(size={len(self._source)}, made={len(self._made)})"

@@ -338,6 +338,7 @@ class Task:
     __slots__ = (
         "__dict__",
         "__weakref__",
+        "_at",
         "_born",
         "_children",
         "_gen",
@@ -384,6 +385,7 @@ class Task:
             {getattr(child, "uuid", child) for child in children} if children else None
         )
         self._seq = 0
+        self._at = 0
         self._gen = 0
         self._born = _NEVER
         self._idx: tuple[str | None, str | None] | None = None
@@ -611,6 +613,10 @@ class State(_Reader):
         self.tasks_by_worker = CallableIndex(self._tasks_by_worker)
         self.workers = LRU(max_workers_in_memory, (workers or {}).items())
         self.tasks = LRU(max_tasks_in_memory, (tasks or {}).items(), self._forget_task)
+        # The task map again as a plain dict (whose copy runs at C speed under the snapshot
+        # lock); the recency order is recovered from `Task._at` only when a reader needs it.
+        self._table: dict[str, Task] = dict(self.tasks.data)
+        self.tasks.mirror = self._table
         self._timeline = Timeline()
         self._last_reject_log = 0.0
         for task in self.tasks.data.values():
@@ -679,6 +685,7 @@ class State(_Reader):
 
     def _forget_task(self, uuid: str, task: Task) -> None:
         """Drop an evicted or cleared task from the indexes (and empty index keys)."""
+        self._table.pop(uuid, None)
         idx = task._idx
         if idx is None:
             return
@@ -710,7 +717,7 @@ class State(_Reader):
             return self.tasks[uuid], False
         except KeyError:
             task = self.Task(uuid, cluster_state=self)
-            task._born = self.seq + 1
+            task._born = task._at = self.seq + 1
             self.tasks[uuid] = task
             return task, True
 
@@ -797,6 +804,7 @@ class State(_Reader):
         max_incarnations = 2 * max(1, max_workers)
         high_water = 0  # highest effective clock seen
         cow_gen = self._cow_gen
+        table = self._table
         new_object = object.__new__
 
         def cow(uuid: str, task: Task) -> Task:
@@ -811,7 +819,7 @@ class State(_Reader):
             new.cluster_state = task.cluster_state
             new.worker = task.worker
             new._gen = cow_gen[0]
-            tdata[uuid] = new  # an existing key keeps its place in the recency order
+            tdata[uuid] = table[uuid] = new  # an existing key keeps its recency place
             if idx is not None:
                 for index, key in ((by_type, idx[0]), (by_worker, idx[1])):
                     members = index.get(key) if key is not None else None
@@ -933,7 +941,7 @@ class State(_Reader):
                     while len(tdata) >= max_tasks:
                         old_uuid, old_task = t_evict(last=False)
                         forget(old_uuid, old_task)
-                    task = tdata[uuid] = task_cls(uuid, cluster_state=state)
+                    task = tdata[uuid] = table[uuid] = task_cls(uuid, cluster_state=state)
                     task._born = seq
                     task._gen = cow_gen[0]
                     created = True
@@ -942,7 +950,7 @@ class State(_Reader):
                     created = False
                     if task._gen < cow_gen[0]:
                         task = cow(uuid, task)
-                task._seq = seq
+                task._seq = task._at = seq
                 d = task.__dict__
 
                 if subject == "sent":  # sent by the client, not a worker
@@ -1151,7 +1159,11 @@ class State(_Reader):
         try:
             with self._mutex:
                 self._cow_gen[0] += 1
-                source = dict(self.tasks.data)  # keeps the recency order
+                table, tdata = self._table, self.tasks.data
+                if len(table) != len(tdata):  # changed behind the state's back: resync
+                    table.clear()
+                    table.update(tdata)
+                source = table.copy()
                 for hostname, worker in self.workers.data.items():
                     workers[hostname] = copies[id(worker)] = copy_worker(worker)
                 snap.seq = self.seq
@@ -1168,7 +1180,7 @@ class State(_Reader):
         snap.max_tasks_in_memory = self.max_tasks_in_memory
         snap.max_workers_in_memory = self.max_workers_in_memory
         snap.workers = FrozenMap(workers)
-        snap.tasks = LazyMap(source, _task_maker(weakref.ref(snap), copies, copy_worker))
+        snap.tasks = LazyMap(source, _task_maker(weakref.ref(snap), copies, copy_worker), _recency)
         return snap
 
     def clear_shown(self, snapshot: Snapshot, ready: bool = True) -> None:
@@ -1182,7 +1194,8 @@ class State(_Reader):
         with self._mutex:
             tdata, wdata = self.tasks.data, self.workers.data
             forget = self._forget_task
-            for uuid in snapshot.tasks:
+            shown = snapshot.tasks
+            for uuid in shown.table if isinstance(shown, LazyMap) else shown:
                 task = tdata.get(uuid)
                 if task is None or task._seq > seq:
                     continue
@@ -1220,6 +1233,11 @@ class State(_Reader):
 _WORKER_SLOTS = tuple(s for s in Worker.__slots__ if s not in ("__dict__", "__weakref__"))
 _STATE_SLOT = Task.__dict__["cluster_state"]
 _SNAPSHOT_CLASSES: dict[type, type] = {}
+
+
+def _recency(task: Task) -> int:
+    """Sort key that restores the live map's order: the seq of the task's last event."""
+    return task._at
 
 
 def _snapshot_cluster_state(task: Task) -> Any:
@@ -1344,8 +1362,11 @@ class Snapshot(_Reader):
 
         Only the changed tasks are made: the others are skipped on the shared objects.
         """
-        get = self.tasks.__getitem__
-        return [get(uuid) for uuid, task in self.tasks.source.items() if task._seq > since_seq]
+        tasks = self.tasks
+        changed = [(task._at, uuid) for uuid, task in tasks.table.items() if task._seq > since_seq]
+        changed.sort()
+        get = tasks.__getitem__
+        return [get(uuid) for _, uuid in changed]
 
     def changed_workers(self, since_seq: int) -> list[Worker]:
         """Workers changed by an event after `since_seq`."""

@@ -7,7 +7,10 @@ current one, so both are measured in the same run on the same machine:
 * ingest: events/s with a shot taken (and dropped) after every second of ingest, divided by
   events/s with no shots, state only (no camera, no broker);
 * event path: events/s with no snapshot outstanding, after / before;
-* memory: tracemalloc bytes allocated by a shot after 1 % of the tasks changed, over a full copy.
+* memory: tracemalloc bytes allocated by a shot after 1 % of the tasks changed, over a full copy;
+  peak RSS of 1,000,000 events into a 100,000-task state with a shot (kept until the next)
+  every 100,000 events, each implementation in its own subprocess; the same at
+  `--max-tasks 1000000` (after only: the lock time of a shot there too).
 
 Run: `.venv/bin/python -m bench cow` (or `make bench` for every benchmark).
 """
@@ -159,6 +162,41 @@ def shot_allocation(state_cls: type, tasks: int) -> dict[str, float]:
     return {"bytes": allocated}
 
 
+def memory_child(which: str, tasks: int, n_events: int) -> None:
+    """In a subprocess: ingest with shots, print peak RSS and the slowest shot's lock time."""
+    import json
+
+    from evcam.state import State
+
+    cls = _before_module().State if which == "before" else State  # type: ignore[union-attr]
+    state = cls(max_tasks_in_memory=tasks)
+    lock = TimedLock()
+    state._mutex = lock
+    held, snap = [], None
+    for i, event in enumerate(lifecycle_events(n_events, seed=3), 1):
+        state.event(event)
+        if i % 100_000 == 0:
+            mark = len(lock.held)
+            snap = state.snapshot()
+            held.append(sum(lock.held[mark:]))
+            snap.changed_tasks(snap.seq - 1000)
+    del snap
+    with open("/proc/self/status") as status:
+        peak = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM"))
+    print(json.dumps({"peak": peak, "tasks": len(state.tasks), "lock_max_ms": max(held) * 1000}))
+
+
+def memory(which: str, tasks: int, n_events: int) -> dict[str, Any]:
+    import json
+
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.bench_cow", "--memory-child", which, str(tasks),
+         str(n_events)],
+        cwd=ROOT, capture_output=True, text=True, timeout=1200, check=True,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> dict[str, Any]:
     from evcam.state import State
 
@@ -187,6 +225,15 @@ def main() -> dict[str, Any]:
             share = row["after"]["alloc"]["bytes"] / row["before"]["alloc"]["bytes"]
             results[tasks]["alloc_after_over_full_copy"] = share
             print(f"  1%-changed shot allocation, after / full copy: {share:.3f}")
+    mem = {name: memory(name, 100_000, 1_000_000) for name in classes}
+    results["memory_100k"] = mem
+    for name, figures in mem.items():
+        print(f"peak RSS, 1,000,000 events, 100,000 tasks, shot every 100,000 events: {name} "
+              f"{figures['peak'] / 2**20:.0f} MiB")  # fmt: skip
+    big = results["max_tasks_1m"] = memory("after", 1_000_000, 3_000_000)
+    peak, lock_ms = big["peak"] / 2**20, big["lock_max_ms"]
+    print(f"--max-tasks 1000000, 3,000,000 events ({big['tasks']:,} tasks): peak RSS "
+          f"{peak:.0f} MiB, slowest shot's lock {lock_ms:.1f} ms")  # fmt: skip
     rates = event_path(classes)
     results["event_path"] = rates
     if "before" in rates:
@@ -197,4 +244,7 @@ def main() -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--memory-child"]:
+        memory_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    else:
+        main()

@@ -61,7 +61,7 @@ class LRU(_DictBacked, MutableMapping):
         self.on_evict = on_evict
         #: A plain dict kept equal to `data` through this mapping's writes (the owner keeps it
         #: so through its own, and through `on_evict`); None when nobody needs one.
-        self.mirror: dict[Any, Any] | None = None
+        self.mirror: Any = None
         self.data: OrderedDict[Any, Any] = OrderedDict()
         for key, value in items:
             self[key] = value
@@ -168,7 +168,7 @@ class LazyMap(Mapping):
 
     def __init__(
         self,
-        table: dict[Any, Any],
+        table: Mapping[Any, Any],
         make: Callable[[Any], Any],
         order: Callable[[Any], Any] | None = None,
     ) -> None:
@@ -187,7 +187,8 @@ class LazyMap(Mapping):
         if keys is None:
             order, table = self._order, self.table
             assert order is not None
-            keys = self._ordered = sorted(table, key=lambda key: order(table[key]))
+            ranked = sorted(table.items(), key=lambda item: order(item[1]))
+            keys = self._ordered = [key for key, _ in ranked]
         return keys
 
     def __getitem__(self, key: Any) -> Any:

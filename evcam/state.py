@@ -23,6 +23,7 @@ from itertools import islice
 from typing import Any
 
 from evcam.bounded import MAX_DEPTH, MAX_NODES, nesting_problem, safe_repr
+from evcam.cowtable import CowTable
 from evcam.log import get_logger
 from evcam.lru import LRU, CallableIndex, FrozenMap, LazyMap, TaskSet, backing
 from evcam.states import (
@@ -612,10 +613,13 @@ class State(_Reader):
         self.tasks_by_type = CallableIndex(self._tasks_by_type)
         self.tasks_by_worker = CallableIndex(self._tasks_by_worker)
         self.workers = LRU(max_workers_in_memory, (workers or {}).items())
+        # The task map again, as a table whose snapshot costs O(buckets) (copy on write per
+        # bucket); the recency order is recovered from `Task._at` only when a reader needs it.
+        self._table = CowTable(max_tasks_in_memory)
         self.tasks = LRU(max_tasks_in_memory, (tasks or {}).items(), self._forget_task)
-        # The task map again as a plain dict (whose copy runs at C speed under the snapshot
-        # lock); the recency order is recovered from `Task._at` only when a reader needs it.
-        self._table: dict[str, Task] = dict(self.tasks.data)
+        for at, (uuid, task) in enumerate(self.tasks.data.items(), -len(self.tasks.data)):
+            self._table[uuid] = task
+            task._at = at  # restored tasks keep their order, before any event's
         self.tasks.mirror = self._table
         self._timeline = Timeline()
         self._last_reject_log = 0.0
@@ -1163,7 +1167,7 @@ class State(_Reader):
                 if len(table) != len(tdata):  # changed behind the state's back: resync
                     table.clear()
                     table.update(tdata)
-                source = table.copy()
+                source = table.freeze()
                 for hostname, worker in self.workers.data.items():
                     workers[hostname] = copies[id(worker)] = copy_worker(worker)
                 snap.seq = self.seq

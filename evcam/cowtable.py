@@ -57,6 +57,9 @@ class CowTable:
 
     __slots__ = ("_buckets", "_gen", "_mask", "_owned")
 
+    # `_buckets`, `_owned` and `_gen` (a one-item list) are only ever changed in place, so a hot
+    # path may bind them once and write an owned bucket directly (see `State`'s event path).
+
     def __init__(self, expected: int = 0) -> None:
         count = 1
         while count * BUCKET_LOAD < expected:
@@ -64,20 +67,20 @@ class CowTable:
         self._buckets: list[dict[Any, Any]] = [{} for _ in range(count)]
         self._mask = count - 1
         self._owned = [0] * count  # generation each bucket was made in
-        self._gen = 0
+        self._gen = [0]
 
     def _own(self, index: int) -> dict[Any, Any]:
         """The bucket at `index`, copied first if a frozen view may share it."""
         bucket = self._buckets[index]
-        if self._owned[index] != self._gen:
+        if self._owned[index] != self._gen[0]:
             bucket = self._buckets[index] = bucket.copy()
-            self._owned[index] = self._gen
+            self._owned[index] = self._gen[0]
         return bucket
 
     def __setitem__(self, key: Any, value: Any) -> None:
         index = hash(key) & self._mask
         bucket = self._buckets[index]
-        if self._owned[index] != self._gen:
+        if self._owned[index] != self._gen[0]:
             bucket = self._own(index)
         bucket[key] = value
 
@@ -103,9 +106,9 @@ class CowTable:
         return chain.from_iterable(list(self._buckets))
 
     def clear(self) -> None:
-        self._gen += 1  # new, empty buckets: frozen views keep the old ones
-        self._buckets = [{} for _ in self._buckets]
-        self._owned = [self._gen] * len(self._buckets)
+        self._gen[0] += 1  # new, empty buckets: frozen views keep the old ones
+        self._buckets[:] = [{} for _ in self._buckets]
+        self._owned[:] = [self._gen[0]] * len(self._buckets)
 
     def update(self, mapping: Mapping[Any, Any]) -> None:
         for key, value in mapping.items():
@@ -114,5 +117,5 @@ class CowTable:
     def freeze(self) -> FrozenTable:
         """A view of the current contents that later writes do not change."""
         view = FrozenTable(list(self._buckets))
-        self._gen += 1
+        self._gen[0] += 1
         return view

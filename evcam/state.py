@@ -688,8 +688,12 @@ class State(_Reader):
             self._clear(ready)
 
     def _forget_task(self, uuid: str, task: Task) -> None:
-        """Drop an evicted or cleared task from the indexes (and empty index keys)."""
+        """Drop an evicted or cleared task from the table twin and the indexes."""
         self._table.pop(uuid, None)
+        self._unindex(uuid, task)
+
+    def _unindex(self, uuid: str, task: Task) -> None:
+        """Drop a task from the indexes (and empty index keys)."""
         idx = task._idx
         if idx is None:
             return
@@ -780,7 +784,7 @@ class State(_Reader):
         t_touch, w_touch = tdata.move_to_end, wdata.move_to_end
         t_evict, w_evict = tdata.popitem, wdata.popitem
         max_tasks, max_workers = self.max_tasks_in_memory, self.max_workers_in_memory
-        forget = self._forget_task
+        unindex = self._unindex
         timeline_add = self._timeline.add
         heap_cap = max(1, self.max_tasks_in_memory * self.heap_multiplier)
         seen_types = self._seen_types
@@ -809,6 +813,10 @@ class State(_Reader):
         high_water = 0  # highest effective clock seen
         cow_gen = self._cow_gen
         table = self._table
+        # The table's bucket lists, bound once (they change only in place): an event writes an
+        # owned bucket directly, a shared one through the table (which copies it first).
+        t_buckets, t_owned, t_gen = table._buckets, table._owned, table._gen
+        t_mask = len(t_buckets) - 1
         new_object = object.__new__
 
         def cow(uuid: str, task: Task) -> Task:
@@ -944,8 +952,18 @@ class State(_Reader):
                 if task is None:
                     while len(tdata) >= max_tasks:
                         old_uuid, old_task = t_evict(last=False)
-                        forget(old_uuid, old_task)
-                    task = tdata[uuid] = table[uuid] = task_cls(uuid, cluster_state=state)
+                        slot = hash(old_uuid) & t_mask
+                        if t_owned[slot] == t_gen[0]:
+                            t_buckets[slot].pop(old_uuid, None)
+                        else:
+                            table.pop(old_uuid)
+                        unindex(old_uuid, old_task)
+                    task = tdata[uuid] = task_cls(uuid, cluster_state=state)
+                    slot = hash(uuid) & t_mask
+                    if t_owned[slot] == t_gen[0]:
+                        t_buckets[slot][uuid] = task
+                    else:
+                        table[uuid] = task
                     task._born = seq
                     task._gen = cow_gen[0]
                     created = True

@@ -826,6 +826,7 @@ class State(_Reader):
             kids = task._children
             new._children = None if kids is None else set(kids)
             new._seq = task._seq
+            new._at = task._at
             new._born = task._born
             new._idx = idx = task._idx
             new.cluster_state = task.cluster_state
@@ -1305,6 +1306,7 @@ def _task_maker(
         dst.__dict__ = src.__dict__
         dst._children = src._children
         dst._seq = src._seq
+        dst._at = src._at
         dst._gen = src._gen
         dst._born = src._born
         dst._idx = src._idx

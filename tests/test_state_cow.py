@@ -94,7 +94,7 @@ operations = st.lists(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=operations, max_tasks=st.integers(2, 8))
 def test_every_snapshot_equals_a_deep_copy_taken_with_it_whatever_follows(
     ops: list[tuple[str, Any]], max_tasks: int
@@ -196,3 +196,17 @@ def test_timeline_copy_shares_chunks_and_neither_side_sees_the_other() -> None:
     frozen.add((-1, "", -1, "x"), cap=10**6)
     assert (-1, "", -1, "x") not in list(live)
     assert list(live) == sorted(list(live)) and len(live) == 1500  # one dropped per add
+
+
+def test_a_parent_copied_for_a_new_child_keeps_its_recency() -> None:
+    """A shared parent copied because a child arrived keeps its place in the order a later
+    snapshot shows (the case the property test first found)."""
+    state = State(max_tasks_in_memory=2)
+    sent = {"type": "task-sent", "hostname": "w1", "timestamp": 1001.0,
+            "local_received": 1001.0, "clock": 1, "pid": 1}  # fmt: skip
+    state.event(dict(sent, uuid="b"))
+    state.snapshot()
+    state.event(dict(sent, uuid="a", parent_id="b", root_id="a"))
+    expected = deep_view(state)
+    assert deep_view(state.snapshot()) == expected
+    assert expected["order"] == ["b", "a"]

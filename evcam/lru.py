@@ -49,7 +49,7 @@ class LRU(_DictBacked, MutableMapping):
     for every key pushed out by the bound.
     """
 
-    __slots__ = ("limit", "on_evict")
+    __slots__ = ("limit", "mirror", "on_evict")
 
     def __init__(
         self,
@@ -59,6 +59,9 @@ class LRU(_DictBacked, MutableMapping):
     ) -> None:
         self.limit = limit
         self.on_evict = on_evict
+        #: A plain dict kept equal to `data` through this mapping's writes (the owner keeps it
+        #: so through its own, and through `on_evict`); None when nobody needs one.
+        self.mirror: Any = None
         self.data: OrderedDict[Any, Any] = OrderedDict()
         for key, value in items:
             self[key] = value
@@ -77,9 +80,13 @@ class LRU(_DictBacked, MutableMapping):
                 if self.on_evict is not None:
                     self.on_evict(old_key, old_value)
         data[key] = value
+        if self.mirror is not None:
+            self.mirror[key] = value
 
     def __delitem__(self, key: Any) -> None:
         del self.data[key]
+        if self.mirror is not None:
+            self.mirror.pop(key, None)
 
     def __repr__(self) -> str:
         return f"LRU(limit={self.limit!r}, size={len(self.data)})"
@@ -145,3 +152,77 @@ class CallableIndex(defaultdict):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fun(*args, **kwargs)
+
+
+class LazyMap(Mapping):
+    """A read-only mapping over `table` whose values are `make(table[key])`, made on first
+    read and kept (so a key always gives the same object), iterated in `order(value)` order.
+
+    Snapshots use it: under the lock they only copy `table`, a plain dict, at C speed; each
+    task is then built, outside the lock, when a reader first asks for it, and the order is
+    sorted out only when a reader iterates. `data` is the map itself, so `backing()` users and
+    code reading `.data` see the same values.
+    """
+
+    __slots__ = ("_made", "_make", "_order", "_ordered", "table")
+
+    def __init__(
+        self,
+        table: Mapping[Any, Any],
+        make: Callable[[Any], Any],
+        order: Callable[[Any], Any] | None = None,
+    ) -> None:
+        self.table = table
+        self._make = make
+        self._order = order
+        self._ordered: list[Any] | None = None if order is not None else list(table)
+        self._made: dict[Any, Any] = {}
+
+    @property
+    def data(self) -> LazyMap:
+        return self
+
+    def _keys(self) -> list[Any]:
+        keys = self._ordered
+        if keys is None:
+            order, table = self._order, self.table
+            assert order is not None
+            ranked = sorted(table.items(), key=lambda item: order(item[1]))
+            keys = self._ordered = [key for key, _ in ranked]
+        return keys
+
+    def __getitem__(self, key: Any) -> Any:
+        made = self._made.get(key)
+        if made is None:
+            # setdefault: two readers racing on one key still get one object.
+            made = self._made.setdefault(key, self._make(self.table[key]))
+        return made
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.table
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._keys())
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def keys(self) -> list[Any]:  # type: ignore[override]
+        return list(self._keys())
+
+    def values(self) -> list[Any]:  # type: ignore[override]
+        get = self.__getitem__
+        return [get(key) for key in self._keys()]
+
+    def items(self) -> list[tuple[Any, Any]]:  # type: ignore[override]
+        get = self.__getitem__
+        return [(key, get(key)) for key in self._keys()]
+
+    def __repr__(self) -> str:
+        return f"LazyMap(size={len(self.table)}, made={len(self._made)})"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
+import weakref
 from bisect import insort
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
@@ -22,8 +23,9 @@ from itertools import islice
 from typing import Any
 
 from evcam.bounded import MAX_DEPTH, MAX_NODES, nesting_problem, safe_repr
+from evcam.cowtable import CowTable
 from evcam.log import get_logger
-from evcam.lru import LRU, CallableIndex, FrozenMap, TaskSet, backing
+from evcam.lru import LRU, CallableIndex, FrozenMap, LazyMap, TaskSet, backing
 from evcam.states import (
     PENDING,
     READY_STATES,
@@ -337,8 +339,10 @@ class Task:
     __slots__ = (
         "__dict__",
         "__weakref__",
+        "_at",
         "_born",
         "_children",
+        "_gen",
         "_idx",
         "_seq",
         "cluster_state",
@@ -382,6 +386,8 @@ class Task:
             {getattr(child, "uuid", child) for child in children} if children else None
         )
         self._seq = 0
+        self._at = 0
+        self._gen = 0
         self._born = _NEVER
         self._idx: tuple[str | None, str | None] | None = None
         if kwargs:
@@ -595,6 +601,9 @@ class State(_Reader):
         self.on_node_leave = on_node_leave
         self.handlers: dict[str, Callable[[str, dict[str, Any]], Any]] = {}
         self._mutex = self.lock = threading.Lock()
+        # Copy-on-write generation: bumped by every snapshot. A task whose `_gen` is lower may
+        # be shared with a snapshot, so the event path copies it before changing it.
+        self._cow_gen = [0]
         self.rejected_count = 0
         self.seq = 0
         self.watermark: Any = None
@@ -604,7 +613,14 @@ class State(_Reader):
         self.tasks_by_type = CallableIndex(self._tasks_by_type)
         self.tasks_by_worker = CallableIndex(self._tasks_by_worker)
         self.workers = LRU(max_workers_in_memory, (workers or {}).items())
+        # The task map again, as a table whose snapshot costs O(buckets) (copy on write per
+        # bucket); the recency order is recovered from `Task._at` only when a reader needs it.
+        self._table = CowTable(max_tasks_in_memory)
         self.tasks = LRU(max_tasks_in_memory, (tasks or {}).items(), self._forget_task)
+        for at, (uuid, task) in enumerate(self.tasks.data.items(), -len(self.tasks.data)):
+            self._table[uuid] = task
+            task._at = at  # restored tasks keep their order, before any event's
+        self.tasks.mirror = self._table
         self._timeline = Timeline()
         self._last_reject_log = 0.0
         for task in self.tasks.data.values():
@@ -672,7 +688,12 @@ class State(_Reader):
             self._clear(ready)
 
     def _forget_task(self, uuid: str, task: Task) -> None:
-        """Drop an evicted or cleared task from the indexes (and empty index keys)."""
+        """Drop an evicted or cleared task from the table twin and the indexes."""
+        self._table.pop(uuid, None)
+        self._unindex(uuid, task)
+
+    def _unindex(self, uuid: str, task: Task) -> None:
+        """Drop a task from the indexes (and empty index keys)."""
         idx = task._idx
         if idx is None:
             return
@@ -704,7 +725,7 @@ class State(_Reader):
             return self.tasks[uuid], False
         except KeyError:
             task = self.Task(uuid, cluster_state=self)
-            task._born = self.seq + 1
+            task._born = task._at = self.seq + 1
             self.tasks[uuid] = task
             return task, True
 
@@ -763,7 +784,7 @@ class State(_Reader):
         t_touch, w_touch = tdata.move_to_end, wdata.move_to_end
         t_evict, w_evict = tdata.popitem, wdata.popitem
         max_tasks, max_workers = self.max_tasks_in_memory, self.max_workers_in_memory
-        forget = self._forget_task
+        unindex = self._unindex
         timeline_add = self._timeline.add
         heap_cap = max(1, self.max_tasks_in_memory * self.heap_multiplier)
         seen_types = self._seen_types
@@ -790,6 +811,34 @@ class State(_Reader):
         incarnations: OrderedDict[str, dict[Any, int]] = OrderedDict()
         max_incarnations = 2 * max(1, max_workers)
         high_water = 0  # highest effective clock seen
+        cow_gen = self._cow_gen
+        table = self._table
+        # The table's bucket lists, bound once (they change only in place): an event writes an
+        # owned bucket directly, a shared one through the table (which copies it first).
+        t_buckets, t_owned, t_gen = table._buckets, table._owned, table._gen
+        t_mask = len(t_buckets) - 1
+        new_object = object.__new__
+
+        def cow(uuid: str, task: Task) -> Task:
+            """Replace a task a snapshot may share by a private copy, everywhere it is indexed."""
+            new = new_object(type(task))
+            new.__dict__ = task.__dict__.copy()
+            kids = task._children
+            new._children = None if kids is None else set(kids)
+            new._seq = task._seq
+            new._at = task._at
+            new._born = task._born
+            new._idx = idx = task._idx
+            new.cluster_state = task.cluster_state
+            new.worker = task.worker
+            new._gen = cow_gen[0]
+            tdata[uuid] = table[uuid] = new  # an existing key keeps its recency place
+            if idx is not None:
+                for index, key in ((by_type, idx[0]), (by_worker, idx[1])):
+                    members = index.get(key) if key is not None else None
+                    if members is not None and members.data.get(uuid) is task:
+                        members.data[uuid] = new
+            return new
 
         def parse_type(etype: Any) -> tuple[str, str, str, bool, int] | None:
             if type(etype) is not str or len(etype) > MAX_TYPE_LENGTH:
@@ -904,14 +953,27 @@ class State(_Reader):
                 if task is None:
                     while len(tdata) >= max_tasks:
                         old_uuid, old_task = t_evict(last=False)
-                        forget(old_uuid, old_task)
+                        slot = hash(old_uuid) & t_mask
+                        if t_owned[slot] == t_gen[0]:
+                            t_buckets[slot].pop(old_uuid, None)
+                        else:
+                            table.pop(old_uuid)
+                        unindex(old_uuid, old_task)
                     task = tdata[uuid] = task_cls(uuid, cluster_state=state)
+                    slot = hash(uuid) & t_mask
+                    if t_owned[slot] == t_gen[0]:
+                        t_buckets[slot][uuid] = task
+                    else:
+                        table[uuid] = task
                     task._born = seq
+                    task._gen = cow_gen[0]
                     created = True
                 else:
                     t_touch(uuid)
                     created = False
-                task._seq = seq
+                    if task._gen < cow_gen[0]:
+                        task = cow(uuid, task)
+                task._seq = task._at = seq
                 d = task.__dict__
 
                 if subject == "sent":  # sent by the client, not a worker
@@ -997,9 +1059,14 @@ class State(_Reader):
                     if parent is not None:
                         kids = parent._children
                         if kids is None:
+                            if parent._gen < cow_gen[0]:
+                                parent = cow(parent_id, parent)
                             parent._children = {uuid}
                             parent._seq = seq
                         elif uuid not in kids:
+                            if parent._gen < cow_gen[0]:
+                                parent = cow(parent_id, parent)
+                                kids = parent._children
                             if len(kids) >= ids_cap:
                                 kids = parent._children = _present(kids, tdata)
                             kids.add(uuid)
@@ -1087,11 +1154,19 @@ class State(_Reader):
     # -- snapshots ------------------------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
-        """A consistent, independent copy; the lock is held only while copying."""
+        """A consistent, independent, read-only view; the lock is held for a shallow copy.
+
+        Under the lock: the task map is copied shallowly (at C speed), the workers (few, and
+        changed in place by heartbeats) and the time order are copied, and the copy-on-write
+        generation is bumped, so the event path copies a task before it next changes one the
+        snapshot shares. Outside the lock nothing is copied: each snapshot task is made, on
+        first read, from the shared object it points to (its fields are shared, never changed
+        again). Nothing a snapshot allocates refers back to it strongly, so a dropped snapshot
+        is freed by reference counting, not by the cyclic collector.
+        """
         snap = Snapshot.__new__(Snapshot)
         new_worker = Worker.__new__
         workers: dict[str, Worker] = {}
-        tasks: dict[str, Task] = {}
         copies: dict[int, Worker] = {}
 
         def copy_worker(src: Worker) -> Worker:
@@ -1100,69 +1175,36 @@ class State(_Reader):
                 object.__setattr__(dst, slot, getattr(src, slot))
             dst.heartbeats = list(src.heartbeats)
             dst.__dict__.update(src.__dict__)
-            copies[id(src)] = dst
             return dst
 
         collecting = gc.isenabled()
-        gc.disable()  # the copy allocates a lot; a full collection must not run inside the lock
+        gc.disable()  # a full collection must not run inside the lock
         try:
             with self._mutex:
-                self._copy_into(snap, tasks, workers, copy_worker, copies)
+                self._cow_gen[0] += 1
+                table, tdata = self._table, self.tasks.data
+                if len(table) != len(tdata):  # changed behind the state's back: resync
+                    table.clear()
+                    table.update(tdata)
+                source = table.freeze()
+                for hostname, worker in self.workers.data.items():
+                    workers[hostname] = copies[id(worker)] = copy_worker(worker)
+                snap.seq = self.seq
+                snap.watermark = self.watermark
+                snap.event_count = self.event_count
+                snap.task_count = self.task_count
+                snap.rejected_count = self.rejected_count
+                snap._timeline = self._timeline.copy()
+                snap._seen_types = dict(self._seen_types)
         finally:
             if collecting:
                 gc.enable()
         snap.taken_at = time.time()
         snap.max_tasks_in_memory = self.max_tasks_in_memory
         snap.max_workers_in_memory = self.max_workers_in_memory
-        snap.tasks = FrozenMap(tasks)
         snap.workers = FrozenMap(workers)
-        snap.tasks_by_type = CallableIndex(snap._tasks_by_type)
-        snap.tasks_by_worker = CallableIndex(snap._tasks_by_worker)
-        for task in tasks.values():
-            idx = task._idx
-            if idx is not None:
-                # A task restored into one index only (a pickled state) is in None of the other.
-                if idx[0] is not None:
-                    snap.tasks_by_type[idx[0]].add(task)
-                if idx[1] is not None:
-                    snap.tasks_by_worker[idx[1]].add(task)
+        snap.tasks = LazyMap(source, _task_maker(weakref.ref(snap), copies, copy_worker), _recency)
         return snap
-
-    def _copy_into(
-        self,
-        snap: Snapshot,
-        tasks: dict[str, Task],
-        workers: dict[str, Worker],
-        copy_worker: Callable[[Worker], Worker],
-        copies: dict[int, Worker],
-    ) -> None:
-        """Copy everything a snapshot shows; the caller holds the lock."""
-        new_task = Task.__new__
-        snap.seq = self.seq
-        snap.watermark = self.watermark
-        snap.event_count = self.event_count
-        snap.task_count = self.task_count
-        snap.rejected_count = self.rejected_count
-        for hostname, worker in self.workers.data.items():
-            workers[hostname] = copy_worker(worker)
-        get_copy = copies.get
-        for uuid, task in self.tasks.data.items():
-            dst = new_task(type(task))
-            dst.__dict__ = task.__dict__.copy()
-            kids = task._children
-            dst._children = None if kids is None else set(kids)
-            dst._seq = task._seq
-            dst._born = task._born
-            dst._idx = task._idx
-            dst.cluster_state = snap
-            worker = task.worker
-            if worker is None:
-                dst.worker = None
-            else:
-                dst.worker = get_copy(id(worker)) or copy_worker(worker)
-            tasks[uuid] = dst
-        snap._timeline = self._timeline.copy()
-        snap._seen_types = dict(self._seen_types)
 
     def clear_shown(self, snapshot: Snapshot, ready: bool = True) -> None:
         """Forget what `snapshot` showed and nothing that changed since.
@@ -1175,7 +1217,8 @@ class State(_Reader):
         with self._mutex:
             tdata, wdata = self.tasks.data, self.workers.data
             forget = self._forget_task
-            for uuid in snapshot.tasks.data:
+            shown = snapshot.tasks
+            for uuid in shown.table if isinstance(shown, LazyMap) else shown:
                 task = tdata.get(uuid)
                 if task is None or task._seq > seq:
                     continue
@@ -1211,14 +1254,101 @@ class State(_Reader):
 
 
 _WORKER_SLOTS = tuple(s for s in Worker.__slots__ if s not in ("__dict__", "__weakref__"))
+_STATE_SLOT = Task.__dict__["cluster_state"]
+_SNAPSHOT_CLASSES: dict[type, type] = {}
+
+
+def _recency(task: Task) -> int:
+    """Sort key that restores the live map's order: the seq of the task's last event."""
+    return task._at
+
+
+def _snapshot_cluster_state(task: Task) -> Any:
+    """The snapshot a snapshot task belongs to (None once that snapshot is gone)."""
+    return _STATE_SLOT.__get__(task, Task)()
+
+
+def _snapshot_class(cls: type[Task]) -> type[Task]:
+    """`cls` whose `cluster_state` is held weakly: a snapshot and its tasks form no cycle."""
+    made = _SNAPSHOT_CLASSES.get(cls)
+    if made is None:
+
+        def __reduce__(self: Task) -> tuple[Any, ...]:
+            return _depickle_task, (cls, self.as_dict())
+
+        made = _SNAPSHOT_CLASSES[cls] = type(
+            cls.__name__,
+            (cls,),
+            {
+                "__slots__": (),
+                "__module__": cls.__module__,
+                "__qualname__": cls.__qualname__,
+                "__reduce__": __reduce__,
+                "cluster_state": property(_snapshot_cluster_state),
+            },
+        )
+    return made
+
+
+def _task_maker(
+    snap_ref: weakref.ref[Snapshot],
+    copies: dict[int, Worker],
+    copy_worker: Callable[[Worker], Worker],
+) -> Callable[[Task], Task]:
+    """Build snapshot tasks from the shared ones: the fields are shared (the live model never
+    changes them again: it copies a task before changing it), the links point into the
+    snapshot (its worker copies, the snapshot itself, weakly)."""
+    new_object = object.__new__
+    set_state = _STATE_SLOT.__set__
+
+    def make(src: Task) -> Task:
+        dst = new_object(_snapshot_class(type(src)))
+        dst.__dict__ = src.__dict__
+        dst._children = src._children
+        dst._seq = src._seq
+        dst._at = src._at
+        dst._gen = src._gen
+        dst._born = src._born
+        dst._idx = src._idx
+        set_state(dst, snap_ref)
+        worker = src.worker
+        if worker is None:
+            dst.worker = None
+        else:
+            # A worker no longer in the live map (evicted) is no longer changed: copy it now.
+            copy = copies.get(id(worker))
+            if copy is None:
+                copy = copies.setdefault(id(worker), copy_worker(worker))
+            dst.worker = copy
+        return dst
+
+    return make
+
+
+class _WeakQuery:
+    """An index query bound to a snapshot without keeping it alive (no cycle)."""
+
+    __slots__ = ("name", "ref")
+
+    def __init__(self, snap: Snapshot, name: str) -> None:
+        self.ref = weakref.ref(snap)
+        self.name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        snap = self.ref()
+        if snap is None:
+            return iter(())
+        return getattr(snap, self.name)(*args, **kwargs)
 
 
 class Snapshot(_Reader):
-    """An independent, consistent copy of a State, with its whole read API.
+    """An independent, consistent, read-only view of a State, with its whole read API.
 
-    Tasks and workers are copies: later events do not change them, and `parent`, `root` and
-    `children` resolve within the snapshot. Nothing else mutates a snapshot, so it may be read
-    on any thread while the live state keeps ingesting.
+    Later events do not change its tasks and workers, and `parent`, `root` and `children`
+    resolve within the snapshot (while it is referenced: its tasks hold it weakly, so that
+    dropping it frees it at once). Nothing mutates a snapshot, so it may be read on any
+    thread while the live state keeps ingesting. Its tasks share their fields with the live
+    model until an event changes one (copy on write), so they must not be changed.
     """
 
     seq: int
@@ -1229,14 +1359,38 @@ class Snapshot(_Reader):
     rejected_count: int
     max_tasks_in_memory: int
     max_workers_in_memory: int
-    tasks: FrozenMap
+    tasks: LazyMap
     workers: FrozenMap
-    tasks_by_type: CallableIndex
-    tasks_by_worker: CallableIndex
+
+    def _index(self, which: int) -> CallableIndex:
+        index = CallableIndex(_WeakQuery(self, "_tasks_by_worker" if which else "_tasks_by_type"))
+        for task in self.tasks.values():
+            idx = task._idx
+            # A task restored into one index only (a pickled state) is in None of the other.
+            if idx is not None and idx[which] is not None:
+                index[idx[which]].add(task)
+        return index
+
+    @cached_property
+    def tasks_by_type(self) -> CallableIndex:
+        """Tasks by name (built on first use: most cameras never ask)."""
+        return self._index(0)
+
+    @cached_property
+    def tasks_by_worker(self) -> CallableIndex:
+        """Tasks by worker hostname (built on first use)."""
+        return self._index(1)
 
     def changed_tasks(self, since_seq: int) -> list[Task]:
-        """Tasks changed by an event after `since_seq` (least recently changed first)."""
-        return [task for task in backing(self.tasks).values() if task._seq > since_seq]
+        """Tasks changed by an event after `since_seq` (least recently changed first).
+
+        Only the changed tasks are made: the others are skipped on the shared objects.
+        """
+        tasks = self.tasks
+        changed = [(task._at, uuid) for uuid, task in tasks.table.items() if task._seq > since_seq]
+        changed.sort()
+        get = tasks.__getitem__
+        return [get(uuid) for _, uuid in changed]
 
     def changed_workers(self, since_seq: int) -> list[Worker]:
         """Workers changed by an event after `since_seq`."""

@@ -2,7 +2,9 @@
 consistent-hash exchange (hashing on the `hostname` header), zero-loss, one PostgreSQL store.
 A task's task-sent (the client) and its execution (a worker) may land on two evcams; the
 converging store still equals Celery's own State row for row, also with one evcam kill -9'ed
-and restarted mid-stream. Needs the rabbitmq_consistent_hash_exchange plugin."""
+and restarted mid-stream; for the load generator's lifecycles and for a real Celery worker's
+mixed workload (retries, failures, a revoke) checked against Celery's State fed live. Needs the
+rabbitmq_consistent_hash_exchange plugin."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import os
 import random
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,8 @@ import pytest
 from kombu import Connection
 
 from tests.conftest import unique, wait_until
-from tests.test_standby_chaos import _diff, celery_rows, stored_rows
+from tests.oracle import CeleryOracle
+from tests.test_standby_chaos import COMPARED, _diff, celery_rows, stored_rows
 from tests.zeroloss import Evcam, Publisher, delete_queue
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -126,10 +130,11 @@ def _delete_exchange(url: str, name: str) -> None:
 
 @pytest.mark.timeout(600)
 def test_three_partitions_one_killed_mid_stream_store_celerys_rows(
-    tmp_path: Path, rabbitmq_url: str, postgres_url: str
+    tmp_path: Path, rabbitmq_url: str, postgres_url: str, celery_worker: Any, celery_app: Any
 ) -> None:
     """Three partitions share the load (each gets events) and the store equals Celery's State
-    row for row, with one partition kill -9'ed and restarted mid-stream."""
+    row for row, generated and real worker's tasks alike, with one partition kill -9'ed and
+    restarted mid-stream."""
     exchange, partitions = unique("ptx"), unique("ptp")
     queues = [unique(f"ptq{n}") for n in range(3)]
     prefix = unique("pt").replace("-", "_")[:24] + "_"
@@ -143,14 +148,19 @@ def test_three_partitions_one_killed_mid_stream_store_celerys_rows(
         args = ("--queue-type", "quorum", "--partition-exchange", partitions, *db)
         evcams.append(Evcam(home, rabbitmq_url, exchange, queue, *args))
     publisher = HostPublisher(rabbitmq_url, exchange, messages, rate=len(messages) / 15)  # type: ignore[arg-type]
+    app = celery_app(celery_worker(rabbitmq_url, exchange=exchange))
     try:
         for evcam in evcams:
             evcam.start()
-        publisher.start()
-        assert wait_until(lambda: publisher.sent > len(messages) // 2, 60)
-        evcams[1].kill(signal.SIGKILL)
-        evcams[1].start()
-        assert wait_until(lambda: publisher.done, 120), f"{publisher.sent} of {len(messages)}"
+        with CeleryOracle(app) as oracle, ThreadPoolExecutor(1) as pool:
+            publisher.start()
+            workload = pool.submit(oracle.run_workload)  # the real workload runs through the kill
+            assert wait_until(lambda: publisher.sent > len(messages) // 2, 60)
+            evcams[1].kill(signal.SIGKILL)
+            evcams[1].start()
+            assert wait_until(lambda: publisher.done, 120), f"{publisher.sent} of {len(messages)}"
+            real = workload.result()
+        expected.update(oracle.rows(real, COMPARED))
         assert wait_until(lambda: stored_rows(postgres_url, prefix) == expected, 120, 1.0), _diff(
             stored_rows(postgres_url, prefix), expected
         )

@@ -1,8 +1,9 @@
 """Hot standby end to end: three evcams with --standby on one quorum queue in zero-loss mode,
 one PostgreSQL store; the active one is kill -9'ed every few seconds and restarted. Every
 task ends stored final with the fields Celery's own State holds (retries and exception of the
-latest attempt included). EVCAM_STANDBY_TASKS sets the size (default 2,000; the README's
-figure uses 20,000)."""
+latest attempt included), for the load generator's lifecycles and for a real Celery worker's
+mixed workload (retries, failures, a revoke) checked against Celery's State fed live.
+EVCAM_STANDBY_TASKS sets the size (default 2,000; the README's figure uses 20,000)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import os
 import random
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from sqlalchemy import create_engine, select
 
 from evcam.cameras.sql import schema, task_record
 from tests.conftest import unique, wait_until
+from tests.oracle import CeleryOracle
 from tests.zeroloss import HOSTNAME, Evcam, Publisher, delete_queue
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
@@ -111,10 +114,11 @@ def active(evcams: list[Evcam]) -> Evcam | None:
 
 @pytest.mark.timeout(600)
 def test_standby_trio_killed_every_few_seconds_stores_every_task_as_celery(
-    tmp_path: Path, rabbitmq_url: str, postgres_url: str
+    tmp_path: Path, rabbitmq_url: str, postgres_url: str, celery_worker: Any, celery_app: Any
 ) -> None:
     """Three --standby evcams, zero-loss, quorum queue, one PostgreSQL: the active one is
-    kill -9'ed every ~3 s and restarted; every task is stored with Celery's fields."""
+    kill -9'ed every ~3 s and restarted; every task, generated or run by a real worker, is
+    stored with Celery's fields."""
     exchange, queue = unique("sbx"), unique("sbq")
     prefix = unique("sb").replace("-", "_")[:24] + "_"
     messages, events = retrying_lifecycles(TASKS, seed=31)
@@ -127,20 +131,19 @@ def test_standby_trio_killed_every_few_seconds_stores_every_task_as_celery(
         home.mkdir()
         evcams.append(Evcam(home, rabbitmq_url, exchange, queue, *declare_args, *db))
     publisher = Publisher(rabbitmq_url, exchange, messages, rate=len(messages) / 20)
-    kills = 0
+    app = celery_app(celery_worker(rabbitmq_url, exchange=exchange))
+    kills: list[int] = []
     try:
         for evcam in evcams:
             evcam.start()
-        publisher.start()
-        deadline = time.monotonic() + 240
-        while not publisher.done and time.monotonic() < deadline:
-            time.sleep(3)
-            victim = active(evcams)
-            if victim is not None:
-                victim.kill(signal.SIGKILL)
-                victim.start()
-                kills += 1
+        with CeleryOracle(app) as oracle:
+            publisher.start()
+            with ThreadPoolExecutor(1) as pool:  # the real workload runs through the kills
+                workload = pool.submit(oracle.run_workload)
+                _kill_active_until(evcams, lambda: publisher.done and workload.done(), kills)
+                real = workload.result()
         assert publisher.done, f"{publisher.sent} of {len(messages)} published"
+        expected.update(oracle.rows(real, COMPARED))
         assert wait_until(lambda: stored_rows(postgres_url, prefix) == expected, 120, 1.0), _diff(
             stored_rows(postgres_url, prefix), expected
         )
@@ -152,7 +155,19 @@ def test_standby_trio_killed_every_few_seconds_stores_every_task_as_celery(
         engine = create_engine(postgres_url)
         schema(prefix).metadata.drop_all(engine)
         engine.dispose()
-    assert kills >= 3
+    assert len(kills) >= 3
+
+
+def _kill_active_until(evcams: list[Evcam], finished: Any, kills: list[int]) -> None:
+    """Every ~3 s kill -9 the active instance and restart it, until `finished()` (bounded)."""
+    deadline = time.monotonic() + 240
+    while not finished() and time.monotonic() < deadline:
+        time.sleep(3)
+        victim = active(evcams)
+        if victim is not None:
+            victim.kill(signal.SIGKILL)
+            victim.start()
+            kills.append(1)
 
 
 def _diff(got: dict[str, dict[str, Any]], want: dict[str, dict[str, Any]]) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import random
 import signal
 import sqlite3
 import subprocess
@@ -23,7 +22,15 @@ from tests.conftest import ROOT, unique, wait_until
 from tests.test_camera_sql_workload import Consuming, celery_view, stored_rows
 from tests.test_daemon import env, evcam_argv, logged, stop
 from tests.workload import expected_states, send_workload, settled
-from tests.zeroloss import Evcam, Publisher, declare, delete_queue, lifecycles, stored_states
+from tests.zeroloss import (
+    Evcam,
+    Publisher,
+    declare,
+    delete_queue,
+    kill_at_random_moments,
+    lifecycles,
+    stored_states,
+)
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -220,16 +227,9 @@ def test_zero_loss_with_two_cameras_survives_kill_9(tmp_path: Path, rabbitmq_url
     )
     evcam.argv = [f"sql.{a}" if a.startswith("url=") else a for a in evcam.argv]
     publisher = Publisher(rabbitmq_url, exchange, messages, rate=len(messages) / 10)
-    rng = random.Random()
     pids: list[int] = []
     try:
-        pids.append(evcam.start())
-        publisher.start()
-        while len(pids) < 4 or not publisher.done:
-            time.sleep(rng.uniform(0.5, 3.0))
-            evcam.kill(signal.SIGKILL)
-            pids.append(evcam.start())
-            assert len(pids) < 40, "publishing never finished"
+        pids = kill_at_random_moments(evcam, publisher, (0.5, 3.0), most=40)
         evcam.wait_stored(expected, timeout=120)
         assert wait_until(lambda: jsonl_states(feed) == expected, 60), (
             f"{len(jsonl_states(feed))} of {len(expected)} tasks in the JSON-lines file"

@@ -24,7 +24,15 @@ from evcam.runner import Status, wire_zero_loss
 from evcam.settings import Settings
 from evcam.state import State
 from tests.conftest import unique, wait_until
-from tests.zeroloss import Evcam, Publisher, declare, delete_queue, lifecycles, stored_states
+from tests.zeroloss import (
+    Evcam,
+    Publisher,
+    declare,
+    delete_queue,
+    kill_at_random_moments,
+    lifecycles,
+    stored_states,
+)
 
 # ---------------------------------------------------------------------------------- units
 
@@ -318,16 +326,9 @@ def test_kill_9_at_random_moments_loses_no_task(tmp_path: Path, rabbitmq_url: st
     declare(rabbitmq_url, exchange, queue)
     evcam = Evcam(tmp_path, rabbitmq_url, exchange, queue)
     publisher = Publisher(rabbitmq_url, exchange, messages, rate=len(messages) / 20)
-    rng = random.Random()
     pids: list[int] = []
     try:
-        pids.append(evcam.start())
-        publisher.start()
-        while len(pids) < 4 or not publisher.done:
-            time.sleep(rng.uniform(1.0, 4.0))
-            evcam.kill(signal.SIGKILL)
-            pids.append(evcam.start())
-            assert len(pids) < 20, "publishing never finished"
+        pids = kill_at_random_moments(evcam, publisher, (1.0, 4.0), most=20)
         evcam.wait_stored(expected)
         evcam.kill(signal.SIGTERM)
     finally:

@@ -221,3 +221,20 @@ class FlakySQLCamera(SQLCamera):
         if time.time() < self.fail_until:
             raise ConnectionError("database unavailable (test)")
         super().on_shutter(state)
+
+
+def kill_at_random_moments(
+    evcam: Evcam, publisher: Publisher, pauses: tuple[float, float], most: int
+) -> list[int]:
+    """Start `evcam` and `publisher`, then kill -9 and restart evcam (as cron would) after a
+    random pause in `pauses` until publishing is done and it has restarted at least 3 times;
+    return the pids it ran as (at most `most`)."""
+    rng = random.Random()
+    pids = [evcam.start()]
+    publisher.start()
+    while len(pids) < 4 or not publisher.done:
+        time.sleep(rng.uniform(*pauses))
+        evcam.kill(signal.SIGKILL)
+        pids.append(evcam.start())
+        assert len(pids) < most, "publishing never finished"
+    return pids

@@ -7,7 +7,6 @@ EVCAM_STANDBY_TASKS sets the size (default 2,000; the README's figure uses 20,00
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -23,7 +22,7 @@ from sqlalchemy import create_engine, select
 from evcam.cameras.sql import schema, task_record
 from tests.conftest import unique, wait_until
 from tests.oracle import CeleryOracle
-from tests.zeroloss import HOSTNAME, Evcam, Publisher, delete_queue
+from tests.zeroloss import HOSTNAME, Evcam, Publisher, batched, delete_queue
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -68,14 +67,7 @@ def retrying_lifecycles(n: int, seed: int) -> tuple[list[tuple[str, bytes]], lis
                     ev = dict(lifecycle[step], timestamp=t, utcoffset=0, pid=4242)
                     ev["clock"] = len(events) + 1
                     events.append(ev)
-    messages: list[tuple[str, bytes]] = []
-    i = 0
-    while i < len(events):
-        size = rng.choice((1, 1, 4, 12, 24))
-        chunk = events[i : i + size]
-        i += size
-        key = chunk[0]["type"].replace("-", ".") if len(chunk) == 1 else "task.multi"
-        messages.append((key, json.dumps(chunk[0] if len(chunk) == 1 else chunk).encode()))
+    messages = batched(events, rng)
     return messages, events
 
 

@@ -55,6 +55,13 @@ def lifecycles(n_tasks: int, seed: int = 7) -> tuple[list[tuple[str, bytes]], di
                     ev.update(type="task-succeeded", result="3", runtime=0.001)
                     expected[task_id] = "SUCCESS"
                 events.append(ev)
+    messages = batched(events, rng)
+    return messages, expected
+
+
+def batched(events: list[dict[str, Any]], rng: random.Random) -> list[tuple[str, bytes]]:
+    """`events` as AMQP messages of 1 to 24 events each (a list body for more than one), in
+    order, with the routing key a worker would use."""
     messages: list[tuple[str, bytes]] = []
     i = 0
     while i < len(events):
@@ -62,9 +69,8 @@ def lifecycles(n_tasks: int, seed: int = 7) -> tuple[list[tuple[str, bytes]], di
         chunk = events[i : i + size]
         i += size
         key = chunk[0]["type"].replace("-", ".") if len(chunk) == 1 else "task.multi"
-        body = chunk[0] if len(chunk) == 1 else chunk
-        messages.append((key, json.dumps(body).encode()))
-    return messages, expected
+        messages.append((key, json.dumps(chunk[0] if len(chunk) == 1 else chunk).encode()))
+    return messages
 
 
 def declare(url: str, exchange: str, queue: str, queue_type: str | None = None) -> None:

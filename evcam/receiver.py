@@ -248,7 +248,7 @@ class Receiver:
         #: Set when the broker refused the queue's declaration for good (run() returned).
         self.fatal: QueueMismatch | None = None
         self.wakeup = wakeup
-        if acks and not hasattr(state, "seq"):
+        if acks and not hasattr(state, "could_evict_unstored"):
             raise ValueError("acks=True needs an evcam.State: it tracks what a stored shot holds")
         self.acks = acks
         self.prefetch_count = prefetch_count
@@ -325,8 +325,7 @@ class Receiver:
             return
         self._stored_seq = seq
         self._soon_seq = seq + self.backlog_limit
-        # Fewer unstored events than either LRU bound: nothing unstored can be the oldest entry.
-        self._pause_seq = seq + min(self._max_tasks, self._max_workers)
+        self._pause_seq = self.state.safe_until(seq)
         self._room.set()
 
     def run(self) -> None:
@@ -1071,20 +1070,9 @@ class Receiver:
             self._reject("invalid-event", "refused by the state")
 
     def _must_pause(self) -> bool:
-        """Could the next event evict a task or worker that no stored shot holds?
-
-        An event creates at most one task and one worker, and a new entry evicts only the least
-        recently used one of a full LRU; events refresh recency and set `_seq`. So the next
-        event is safe unless an LRU is full and its oldest entry changed after the stored shot.
-        """
-        stored, state = self._stored_seq, self.state
-        for lru, bound in ((state.tasks, self._max_tasks), (state.workers, self._max_workers)):
-            data = getattr(lru, "data", lru)
-            if len(data) >= bound:
-                oldest = next(iter(data.values()), None)
-                if getattr(oldest, "_seq", 0) > stored:
-                    return True
-        return False
+        """Could the next event evict a task or worker that no stored shot holds? The state
+        answers (`State.could_evict_unstored`)."""
+        return bool(self.state.could_evict_unstored(self._stored_seq))
 
     def _wait_for_room(self) -> None:
         """Back-pressure: hold ingestion until a stored shot makes room (see module docstring).

@@ -629,6 +629,29 @@ class State(_Reader):
         self._restore_index(tasks_by_worker, 1)
         self.rebuild_taskheap()
 
+    def could_evict_unstored(self, stored_seq: int) -> bool:
+        """Could the next event evict a task or worker changed after `stored_seq`?
+
+        Zero-loss back-pressure asks this before each event once `seq` reaches
+        `safe_until(stored_seq)`. An event creates at most one task and one worker, and a new
+        entry evicts only the least recently used one of a full LRU; events refresh recency
+        and set `_seq`. So the next event is safe unless an LRU is full and its oldest entry
+        changed after the stored shot.
+        """
+        for lru in (self.tasks, self.workers):
+            data, limit = lru.data, lru.limit
+            if limit and len(data) >= limit:
+                oldest = next(iter(data.values()), None)
+                if getattr(oldest, "_seq", 0) > stored_seq:
+                    return True
+        return False
+
+    def safe_until(self, stored_seq: int) -> float:
+        """The `seq` below which no event can evict anything changed after `stored_seq`:
+        fewer unstored events than either bound cannot make an unstored entry the oldest."""
+        limits = [lru.limit for lru in (self.tasks, self.workers) if lru.limit]
+        return stored_seq + min(limits) if limits else float("inf")
+
     def _restore_index(self, mapping: Mapping[str, Any] | None, which: int) -> None:
         index = self.tasks_by_worker if which else self.tasks_by_type
         data = self.tasks.data

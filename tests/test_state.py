@@ -432,3 +432,24 @@ def test_deprecated_event_forms() -> None:
         {"uuid": "t1", "hostname": "w1", "timestamp": now, "local_received": now, "clock": 1},
     )
     assert created and task.state == "RECEIVED"
+
+
+def test_could_evict_unstored_only_when_the_oldest_of_a_full_lru_is_unstored() -> None:
+    """The state, not the receiver, answers whether the next event could evict an unstored task."""
+    state = State(max_tasks_in_memory=3)
+    for n in range(3):
+        state.event(
+            {
+                "type": "task-received",
+                "uuid": f"t{n}",
+                "timestamp": 1.0 + n,
+                "name": "x",
+                "hostname": "w",
+                "clock": n + 1,
+                "local_received": 1.0 + n,
+            }
+        )
+    assert state.could_evict_unstored(0)  # full, and nothing is stored
+    assert not state.could_evict_unstored(state.seq)  # all stored
+    assert state.safe_until(state.seq) == state.seq + 3
+    assert not State(max_tasks_in_memory=3).could_evict_unstored(0)  # not full

@@ -105,7 +105,7 @@ def main() -> dict:
                 "-m",
                 "celery",
                 "-A",
-                "tests.celeryapp",
+                "tests.support.celeryapp",
                 "events",
                 "--camera",
                 "celery.events.snapshot.Polaroid",

@@ -102,7 +102,7 @@ def broker_url(request: pytest.FixtureRequest) -> str:
 
 
 class Worker:
-    """A real `celery worker -E` subprocess running tests.celeryapp."""
+    """A real `celery worker -E` subprocess running tests.support.celeryapp."""
 
     def __init__(self, broker: str, exchange: str, queue: str, logfile: Path, **opts: str) -> None:
         self.broker, self.exchange, self.queue, self.logfile = broker, exchange, queue, logfile
@@ -125,7 +125,7 @@ class Worker:
             "-m",
             "celery",
             "-A",
-            "tests.celeryapp",
+            "tests.support.celeryapp",
             "worker",
             "-E",
             "-n",
@@ -202,7 +202,7 @@ def celery_app(request: pytest.FixtureRequest):
     apps: list[Celery] = []
 
     def make(worker: Worker) -> Celery:
-        from tests import celeryapp
+        from tests.support import celeryapp
 
         app = Celery("evcam_tests_client", set_as_current=False)
         app.conf.update(celeryapp.app.conf.copy())

@@ -12,7 +12,7 @@ import pytest
 from evcam.camera import Polaroid
 from evcam.timer import Timer
 from tests.conftest import unique, wait_until
-from tests.workload import expected_states, send_workload
+from tests.support.workload import expected_states, send_workload
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from evcam.cameras.sql import TEXT_FIELDS, TRANSITIONS, SQLCamera
 from evcam.timer import Timer
 from tests.conftest import unique, wait_until
-from tests.workload import expected_states, send_workload, settled
+from tests.support.workload import expected_states, send_workload, settled
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

@@ -13,8 +13,8 @@ from evcam.runner import Status
 from evcam.state import State
 from evcam.timer import Timer
 from tests.conftest import wait_until
+from tests.support.zeroloss import lifecycles
 from tests.test_zeroloss import _feed, _receiver
-from tests.zeroloss import lifecycles
 
 
 class Gated(Polaroid):

@@ -19,10 +19,8 @@ from evcam.cameras.sql import SQLCamera
 from evcam.state import State
 from evcam.timer import Timer
 from tests.conftest import ROOT, unique, wait_until
-from tests.test_camera_sql_workload import Consuming, celery_view, stored_rows
-from tests.test_daemon import env, evcam_argv, logged, stop
-from tests.workload import expected_states, send_workload, settled
-from tests.zeroloss import (
+from tests.support.workload import expected_states, send_workload, settled
+from tests.support.zeroloss import (
     Evcam,
     Publisher,
     declare,
@@ -31,6 +29,8 @@ from tests.zeroloss import (
     lifecycles,
     stored_states,
 )
+from tests.test_camera_sql_workload import Consuming, celery_view, stored_rows
+from tests.test_daemon import env, evcam_argv, logged, stop
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -100,7 +100,14 @@ def test_sql_jsonl_and_a_celery_camera_in_one_daemon_match_celerys_state(
     argv = daemon_argv(
         tmp_path,
         worker.exchange,
-        *("--camera", "sql", "--camera", "jsonl", "--camera", "tests.celerycamera.SeenTasks"),
+        *(
+            "--camera",
+            "sql",
+            "--camera",
+            "jsonl",
+            "--camera",
+            "tests.support.celerycamera.SeenTasks",
+        ),
         *("--camera-option", f"sql.url=sqlite:///{db}", "--camera-option", f"jsonl.path={feed}"),
         *("--camera-option", f"SeenTasks.path={seen}", "--camera-option", "jsonl.freq=0.3"),
     )

@@ -13,7 +13,7 @@ from evcam.cameras.sql import SQLCamera
 from evcam.cameraspec import CameraSpecError, camera_list, split_options
 from evcam.preflight import PreflightError, preflight
 from evcam.settings import Settings
-from tests.cameras import FileCamera
+from tests.support.cameras import FileCamera
 
 
 def _settings(camera: Any, **options: str) -> Settings:
@@ -97,7 +97,11 @@ def test_preflight_with_no_camera_runs_the_sql_camera(
         (("sql", "jsonl"), {"jsonl.freq": "0"}, "freq must be > 0"),
         (("sql", "jsonl"), {"jsonl.freq": "often"}, "freq='often' is not a number"),
         (("sql", "jsonl"), {"jsonl.maxrate": "lots"}, "--camera-option"),
-        (("sql", "tests.cameras.BrokenCamera"), {}, "BrokenCamera(...) raised RuntimeError"),
+        (
+            ("sql", "tests.support.cameras.BrokenCamera"),
+            {},
+            "BrokenCamera(...) raised RuntimeError",
+        ),
         (("sql", "jsonl"), {"jsonl.colour": "red"}, "--camera-option"),
     ],
 )

@@ -66,7 +66,7 @@ def test_options_reach_settings(captured: list[Settings], tmp_path: Path) -> Non
     result = invoke(
         [
             "-c",
-            "tests.cameras:FileCamera",
+            "tests.support.cameras:FileCamera",
             "--camera-option",
             "path=/tmp/x",
             "--camera-option",
@@ -99,7 +99,7 @@ def test_options_reach_settings(captured: list[Settings], tmp_path: Path) -> Non
     )
     assert result.exit_code == 0, result.output
     (s,) = captured
-    assert s.camera == "tests.cameras:FileCamera"
+    assert s.camera == "tests.support.cameras:FileCamera"
     assert dict(s.camera_options) == {"path": "/tmp/x", "mode": "a=b"}
     assert (s.freq, s.maxrate, s.exchange, s.queue_prefix) == (2.5, "10/m", "ev", "qp")
     assert (s.queue_max_length, s.wakeup, s.max_tasks, s.max_workers) == (100, False, 7, 3)

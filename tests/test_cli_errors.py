@@ -44,18 +44,18 @@ BROKER = "amqp://guest:guest@127.0.0.1:9//"
             "--camera: cannot import module 'no_such_pkg_evcam.cams'",
         ),
         (
-            ["--camera", "tests.cameras.Missing"],
+            ["--camera", "tests.support.cameras.Missing"],
             exitcodes.CONFIG,
-            "module 'tests.cameras' has no attribute 'Missing'",
+            "module 'tests.support.cameras' has no attribute 'Missing'",
         ),
-        (["--camera", "tests.cameras:NOT_A_CAMERA"], exitcodes.CONFIG, "is not a class"),
+        (["--camera", "tests.support.cameras:NOT_A_CAMERA"], exitcodes.CONFIG, "is not a class"),
         (
-            ["--camera", "tests.cameras.BrokenCamera"],
+            ["--camera", "tests.support.cameras.BrokenCamera"],
             exitcodes.CONFIG,
             "--camera: BrokenCamera(...) raised RuntimeError: database 'history' is not configured",
         ),
         (
-            ["--camera", "tests.cameras.FileCamera"],
+            ["--camera", "tests.support.cameras.FileCamera"],
             exitcodes.CONFIG,
             "--camera-option: FileCamera(...) raised TypeError",
         ),
@@ -102,7 +102,7 @@ BROKER = "amqp://guest:guest@127.0.0.1:9//"
             "--camera-option: 'url' has no camera prefix",
         ),
         (
-            ["--camera", "sql", "--camera", "tests.cameras.BrokenCamera"],
+            ["--camera", "sql", "--camera", "tests.support.cameras.BrokenCamera"],
             exitcodes.CONFIG,
             "--camera: BrokenCamera: BrokenCamera(...) raised RuntimeError",
         ),

@@ -88,7 +88,9 @@ def publish_task_event(broker: str, exchange: str, task_id: str) -> None:
     try:
         with app.connection_for_write() as conn:
             dispatcher = app.events.Dispatcher(conn, hostname="w1@evcam-test", enabled=True)
-            dispatcher.send("task-received", uuid=task_id, name="tests.celeryapp.add", args="()")
+            dispatcher.send(
+                "task-received", uuid=task_id, name="tests.support.celeryapp.add", args="()"
+            )
             dispatcher.close()
     finally:
         app.close()
@@ -121,7 +123,7 @@ class Daemon:
             "--logfile",
             str(self.logfile),
             "--camera",
-            "tests.cameras.FileCamera",
+            "tests.support.cameras.FileCamera",
             "--camera-option",
             f"path={self.shots}",
             "--frequency",

@@ -31,7 +31,7 @@ def foreground_argv(tmp_path: Path, broker: str, *extra: str) -> list[str]:
         "--logfile",
         str(tmp_path / "evcam.log"),
         "--camera",
-        "tests.cameras.FileCamera",
+        "tests.support.cameras.FileCamera",
         "--camera-option",
         f"path={tmp_path / 'shots.jsonl'}",
         "--frequency",

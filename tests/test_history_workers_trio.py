@@ -17,8 +17,8 @@ from sqlalchemy import create_engine
 from evcam.cameras.sql import schema
 from evcam.history import history, iter_workers
 from tests.conftest import unique, wait_until
+from tests.support.zeroloss import Evcam, delete_queue
 from tests.test_partitions import _delete_exchange
-from tests.zeroloss import Evcam, delete_queue
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

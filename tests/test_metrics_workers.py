@@ -11,7 +11,7 @@ import pytest
 from kombu import Connection, Queue
 
 from tests.conftest import Worker, unique, wait_until
-from tests.metricsproc import EvcamHttp, total
+from tests.support.metricsproc import EvcamHttp, total
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -33,7 +33,7 @@ def test_killed_worker_goes_down_within_its_window_then_its_series_go(
     try:
         worker.start()
         app = celery_app(worker)
-        app.send_task("tests.celeryapp.add", args=(1, 2))
+        app.send_task("tests.support.celeryapp.add", args=(1, 2))
         host = worker.hostname
 
         def up() -> float | None:

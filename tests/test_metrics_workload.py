@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 
 from tests.conftest import unique, wait_until
-from tests.metricsproc import EvcamHttp, Oracle, by_name, total
-from tests.workload import send_workload
+from tests.support.metricsproc import EvcamHttp, Oracle, by_name, total
+from tests.support.workload import send_workload
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
-T = "tests.celeryapp.{}".format
+T = "tests.support.celeryapp.{}".format
 COUNTERS = {
     "task-sent": "celery_task_sent",
     "task-received": "celery_task_received",

@@ -21,9 +21,9 @@ import pytest
 from kombu import Connection
 
 from tests.conftest import unique, wait_until
-from tests.oracle import CeleryOracle
+from tests.support.oracle import CeleryOracle
+from tests.support.zeroloss import Evcam, Publisher, delete_queue
 from tests.test_standby_chaos import COMPARED, _diff, celery_rows, stored_rows
-from tests.zeroloss import Evcam, Publisher, delete_queue
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

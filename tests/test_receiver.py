@@ -16,8 +16,8 @@ from kombu import Connection, Producer
 from bench import loadgen
 from evcam.receiver import Receiver
 from evcam.state import State
-from tests import workload
 from tests.conftest import unique, wait_until
+from tests.support import workload
 
 pytestmark = pytest.mark.broker
 

@@ -19,8 +19,8 @@ import pytest
 from kombu import Connection, Exchange
 
 from tests.conftest import unique, wait_until
+from tests.support.zeroloss import HOSTNAME, Evcam, Publisher, declare, delete_queue, lifecycles
 from tests.test_daemon import logged
-from tests.zeroloss import HOSTNAME, Evcam, Publisher, declare, delete_queue, lifecycles
 
 
 def nested(depth: int) -> list[Any]:

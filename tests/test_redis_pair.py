@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, func, select
 from bench import loadgen
 from evcam.cameras.sql import schema
 from tests.conftest import unique, wait_until
-from tests.zeroloss import Evcam
+from tests.support.zeroloss import Evcam
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

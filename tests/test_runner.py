@@ -23,18 +23,18 @@ from evcam.preflight import (
     preflight,
 )
 from evcam.settings import Settings
-from tests.cameras import FileCamera
 from tests.conftest import ROOT, unique, wait_until
+from tests.support.cameras import FileCamera
 from tests.test_daemon import env, shots
 
 
 def test_camera_spec_forms() -> None:
     """A camera is named `pkg.mod.Class`, `pkg.mod:Class`, or given as the class itself."""
-    assert load_camera("tests.cameras.FileCamera") is FileCamera
-    assert load_camera("tests.cameras:FileCamera") is FileCamera
+    assert load_camera("tests.support.cameras.FileCamera") is FileCamera
+    assert load_camera("tests.support.cameras:FileCamera") is FileCamera
     assert load_camera(FileCamera) is FileCamera
     with pytest.raises(PreflightError, match="not a dotted path"):
-        load_camera("tests.cameras:")
+        load_camera("tests.support.cameras:")
 
 
 def test_sqlite_urls_become_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -186,13 +186,21 @@ def test_programmatic_evcam(tmp_path: Path, rabbitmq_url: str, flavour: str) -> 
     on SIGTERM."""
     key = "path"
     if flavour == "several":
-        module, camera, camera_arg = "tests.cameras", "FileCamera", "[FileCamera, 'dump']"
+        module, camera, camera_arg = "tests.support.cameras", "FileCamera", "[FileCamera, 'dump']"
         extra, key = "", "FileCamera.path"
     elif flavour == "celery":
-        module, camera, camera_arg = "tests.cameras", "celery_file_camera", "celery_file_camera()"
+        module, camera, camera_arg = (
+            "tests.support.cameras",
+            "celery_file_camera",
+            "celery_file_camera()",
+        )
         extra = ", app=__import__('celery').Celery(set_as_current=False)"
     else:
-        module, camera, camera_arg = "tests.cameras", "FileCamera", "'tests.cameras:FileCamera'"
+        module, camera, camera_arg = (
+            "tests.support.cameras",
+            "FileCamera",
+            "'tests.support.cameras:FileCamera'",
+        )
         extra = ""
     script = SCRIPT.format(
         module=module,

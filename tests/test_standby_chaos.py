@@ -21,8 +21,8 @@ from sqlalchemy import create_engine, select
 
 from evcam.cameras.sql import schema, task_record
 from tests.conftest import unique, wait_until
-from tests.oracle import CeleryOracle
-from tests.zeroloss import HOSTNAME, Evcam, Publisher, batched, delete_queue
+from tests.support.oracle import CeleryOracle
+from tests.support.zeroloss import HOSTNAME, Evcam, Publisher, batched, delete_queue
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 

@@ -81,13 +81,13 @@ def test_real_worker_stream_matches_celery(rabbitmq_url, celery_worker, celery_a
 
     def send() -> None:
         for i in range(5):
-            app.send_task("tests.celeryapp.add", args=(i, i))
-        app.send_task("tests.celeryapp.fail", args=("boom",))
-        app.send_task("tests.celeryapp.flaky", kwargs={"succeed_after": 1})
-        app.send_task("tests.celeryapp.give_up")
-        app.send_task("tests.celeryapp.progress", kwargs={"steps": 3})
-        chain = app.signature("tests.celeryapp.add", args=(1, 2)) | app.signature(
-            "tests.celeryapp.add", args=(3,)
+            app.send_task("tests.support.celeryapp.add", args=(i, i))
+        app.send_task("tests.support.celeryapp.fail", args=("boom",))
+        app.send_task("tests.support.celeryapp.flaky", kwargs={"succeed_after": 1})
+        app.send_task("tests.support.celeryapp.give_up")
+        app.send_task("tests.support.celeryapp.progress", kwargs={"steps": 3})
+        chain = app.signature("tests.support.celeryapp.add", args=(1, 2)) | app.signature(
+            "tests.support.celeryapp.add", args=(3,)
         )
         chain()
 

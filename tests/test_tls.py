@@ -167,7 +167,7 @@ def test_receiver_consumes_from_a_tls_broker_with_a_private_ca(tls_broker, certs
         assert wait_until(
             lambda: task_id in state.tasks or publish_task_event(plain, exchange, task_id), 30, 0.5
         )
-        assert state.tasks[task_id].name == "tests.celeryapp.add"
+        assert state.tasks[task_id].name == "tests.support.celeryapp.add"
 
 
 @pytest.mark.broker

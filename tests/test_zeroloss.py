@@ -24,7 +24,7 @@ from evcam.runner import Status, wire_zero_loss
 from evcam.settings import Settings
 from evcam.state import State
 from tests.conftest import unique, wait_until
-from tests.zeroloss import (
+from tests.support.zeroloss import (
     Evcam,
     Publisher,
     declare,
@@ -356,7 +356,7 @@ def test_a_camera_failing_for_10s_loses_nothing_and_memory_stays_bounded(
         exchange,
         queue,
         "--camera",
-        "tests.zeroloss:FlakySQLCamera",
+        "tests.support.zeroloss:FlakySQLCamera",
         "--camera-option",
         f"fail_until={time.time() + 10}",
         "--max-tasks",

@@ -13,7 +13,7 @@ from celery.events.state import State as CeleryState
 
 from evcam.cameras.sql import task_record
 from tests.conftest import wait_until
-from tests.workload import expected_states, send_workload, settled
+from tests.support.workload import expected_states, send_workload, settled
 
 
 class CeleryOracle:

@@ -36,7 +36,7 @@ def send_workload(app: Any, *, adds: int = 5) -> dict[str, list[str]]:
     """Send the mixed workload; return task ids grouped by role (keys of EXPECTED_FINAL)."""
     from celery import chain, group
 
-    name = "tests.celeryapp.{}".format
+    name = "tests.support.celeryapp.{}".format
     roles: dict[str, list[str]] = {role: [] for role in EXPECTED_FINAL}
     # The ETA task goes first so the worker holds it before it is revoked. A worker announces
     # task-revoked for a held ETA task only when the ETA comes, so the ETA is near.

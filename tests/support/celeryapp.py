@@ -1,4 +1,5 @@
-"""The Celery application that integration tests run as a real worker (`celery -A tests.celeryapp`).
+"""The Celery application that integration tests run as a real worker
+(`celery -A tests.support.celeryapp`).
 
 Everything that must not collide between concurrent test runs comes from the environment:
 the broker, the event exchange and the task queue.

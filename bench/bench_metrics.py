@@ -83,23 +83,22 @@ def _fill(queue: str, batch: int) -> int:
 
 def _drain(queue: str, monitored: Monitored | None) -> tuple[float, float]:
     """Wall seconds from connecting to the last event applied, and process CPU seconds."""
-    from evcam.receiver import Receiver
+    from evcam.receiver import Receiver, ReceiverHooks
     from evcam.state import State
-
-    state = State()
-    receiver = Receiver(
-        state, URL, exchange=EXCHANGE, queue=queue, wakeup=False, stats_interval=None
-    )
-    if monitored is not None:
-        receiver.on_event = monitored.metrics.event
-        monitored.exporter.receiver, monitored.exporter.state = receiver, state
-    wall_start, started, cpu = time.time(), time.perf_counter(), time.process_time()
 
     def on_iteration() -> None:
         if receiver.stats.events >= EVENTS or time.perf_counter() - started > 120:
             receiver.should_stop = True
 
-    receiver.on_iteration = on_iteration
+    hooks = ReceiverHooks(
+        on_iteration=on_iteration,
+        on_event=None if monitored is None else monitored.metrics.event,
+    )
+    state = State()
+    receiver = Receiver(state, URL, hooks=hooks, exchange=EXCHANGE, queue=queue, wakeup=False)
+    if monitored is not None:
+        monitored.exporter.receiver, monitored.exporter.state = receiver, state
+    wall_start, started, cpu = time.time(), time.perf_counter(), time.process_time()
     receiver.run()
     cpu = time.process_time() - cpu
     if receiver.stats.events < EVENTS:

@@ -83,21 +83,21 @@ def _celery(queue: str, messages: int) -> float:
 
 
 def _evcam(queue: str, celery_state: bool = False) -> float:
-    from evcam.receiver import Receiver
+    from evcam.receiver import Receiver, ReceiverHooks
 
     if celery_state:
         from celery.events.state import State
     else:
         from evcam.state import State
-    state = State()
-    receiver = Receiver(state, URL, exchange=EXCHANGE, queue=queue, wakeup=False)
-    wall_start, started = time.time(), time.perf_counter()
 
     def on_iteration() -> None:
         if receiver.stats.events >= EVENTS or time.perf_counter() - started > 120:
             receiver.should_stop = True
 
-    receiver.on_iteration = on_iteration
+    state = State()
+    hooks = ReceiverHooks(on_iteration=on_iteration)
+    receiver = Receiver(state, URL, hooks=hooks, exchange=EXCHANGE, queue=queue, wakeup=False)
+    wall_start, started = time.time(), time.perf_counter()
     receiver.run()
     if receiver.stats.events < EVENTS:
         raise RuntimeError(f"evcam drained only {receiver.stats.events} of {EVENTS} events")

@@ -194,13 +194,13 @@ def _run_side(name: str, seconds: float, camera_sleep: float) -> dict[str, Any]:
     exchange = f"evcam-bench-{name}-{uuid.uuid4().hex[:8]}"
     if name == "evcam":
         from evcam.camera import Polaroid
-        from evcam.receiver import Receiver
+        from evcam.receiver import Receiver, ReceiverHooks
 
         state = _evcam_state()
         clocked = _Clocked(state)
-        receiver: Any = Receiver(state, BROKER, exchange=exchange)
         ready = threading.Event()
-        receiver.on_ready = ready.set
+        hooks = ReceiverHooks(on_ready=ready.set)
+        receiver: Any = Receiver(state, BROKER, hooks=hooks, exchange=exchange)
         consume: Callable[[], Any] = receiver.run
         base: type = Polaroid
     else:

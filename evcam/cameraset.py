@@ -2,7 +2,7 @@
 
 - Each camera gets its own `Timer` (thread), so a camera stuck on a locked database delays only
   its own shots, and the SQL camera's expiry steps stay on its own timer.
-- `AckWindow`: zero-loss mode acknowledges up to the *least advanced* camera's stored watermark
+- `StoredMinimum`: zero-loss mode acknowledges up to the *least advanced* camera's watermark
   and points back-pressure (`on_backlog`) at that camera.
 - `ClearGate`: with `clear_after`, the state forgets only what every clearing camera stored.
 - `cancel_all`: the final shots at SIGTERM, in parallel, each bounded by a timeout.
@@ -17,7 +17,7 @@ from typing import Any
 
 from evcam.log import get_logger
 
-__all__ = ["FINAL_SHOT_TIMEOUT", "AckWindow", "ClearGate", "SharedSnapshots", "cancel_all"]
+__all__ = ["FINAL_SHOT_TIMEOUT", "ClearGate", "SharedSnapshots", "StoredMinimum", "cancel_all"]
 
 logger = get_logger(__name__)
 
@@ -25,7 +25,7 @@ logger = get_logger(__name__)
 FINAL_SHOT_TIMEOUT = 30.0
 
 
-class AckWindow:
+class StoredMinimum:
     """Acknowledge only what every camera stored: the minimum of their stored watermarks.
 
     Connects to each camera's `stored_signal` (`sender=state`, and only shots of the cameras
@@ -45,8 +45,9 @@ class AckWindow:
         """Connect the signals and the receiver's hooks; return the function that undoes it."""
         for camera in self.cameras.values():
             camera.stored_signal.connect(self.stored, sender=self.state)
-        self.receiver.on_backlog = self.backlog
-        self.receiver.on_stopping = lambda: cancel_all(self.cameras)
+        hooks = self.receiver.hooks
+        hooks.on_backlog = self.backlog
+        hooks.on_stopping = lambda: cancel_all(self.cameras)
 
         def unwire() -> None:
             for camera in self.cameras.values():

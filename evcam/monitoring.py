@@ -53,7 +53,7 @@ class Monitoring:
         health = Health(receiver, cameras, ready_periods=settings.ready_periods)
         host, port = parse_address(settings.http)
         server = Server(host, port, registry, health)
-        receiver.on_event = metrics.event
+        receiver.hooks.on_event = metrics.event
         return cls(metrics, health, server.start())
 
     def beat(self) -> None:

@@ -213,10 +213,10 @@ def wire_zero_loss(receiver: Any, camera: Any, state: Any) -> Callable[[], None]
     it. Only these cameras' shots count (`sender=state` and the `camera` argument), so cameras
     of another evcam in the same process cannot ack this one's events.
     """
-    from evcam.cameraset import AckWindow
+    from evcam.cameraset import StoredMinimum
 
     cameras = camera if isinstance(camera, Mapping) else {type(camera).__name__: camera}
-    return AckWindow(receiver, cameras, state).wire()
+    return StoredMinimum(receiver, cameras, state).wire()
 
 
 def serve(settings: Settings, signals: Signals) -> int:
@@ -243,7 +243,7 @@ def serve(settings: Settings, signals: Signals) -> int:
 
 def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: Any) -> int:
     from evcam.cameraset import ClearGate, SharedSnapshots, cancel_all
-    from evcam.receiver import Receiver
+    from evcam.receiver import Receiver, ReceiverHooks
     from evcam.state import State
     from evcam.timer import Timer
 
@@ -268,9 +268,40 @@ def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: 
         ClearGate(state, cameras)
         SharedSnapshots(state).attach(cameras)
     camera = next(iter(cameras.values()))
+    broker = mask_url(settings.broker)
+    status: Status | None = None  # the hooks run only once the receiver runs
+    monitoring: Any = None
+
+    def on_ready() -> None:
+        logger.info("evcam.consuming", exchange=settings.exchange)
+        notifier.ready(f"consuming from {broker}")
+
+    def on_iteration() -> None:
+        notifier.watchdog()
+        if monitoring is not None:
+            monitoring.beat()
+        if signals.reopen:
+            signals.reopen = False
+            logging_.reopen()
+            logger.info("evcam.log_reopened", logfile=settings.logfile)
+        if status is not None and status.due():
+            counters = status.line()
+            logger.info("evcam.status", **counters)
+            notifier.status(status.text(counters))
+            _keep_status(settings, counters)
+
+    def on_connection_error(exc: BaseException, interval: float) -> None:
+        logger.warning("evcam.broker_unreachable", error=str(exc), retry_in=interval)
+        notifier.status(f"reconnecting in {interval:.0f}s: {exc}")
+        notifier.watchdog()  # retrying forever is evcam's policy, not a hang
+
+    hooks = ReceiverHooks(
+        on_ready=on_ready, on_iteration=on_iteration, on_connection_error=on_connection_error
+    )
     receiver = Receiver(
         state,
         settings.broker,
+        hooks=hooks,
         exchange=settings.exchange,
         routing_key=settings.routing_key,
         queue=settings.queue,
@@ -306,39 +337,12 @@ def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: 
             detail=_why_no_acks(settings, receiver.driver),
         )
     status = Status(receiver, cameras, state, settings.status_interval)
-    broker = mask_url(settings.broker)
     monitoring = _monitoring(settings, receiver, cameras, state)
     if settings.http is not None and monitoring is None:
         unwire()
         _stop_timers(timers)
         return exitcodes.CONFIG
 
-    def on_ready() -> None:
-        logger.info("evcam.consuming", exchange=settings.exchange)
-        notifier.ready(f"consuming from {broker}")
-
-    def on_iteration() -> None:
-        notifier.watchdog()
-        if monitoring is not None:
-            monitoring.beat()
-        if signals.reopen:
-            signals.reopen = False
-            logging_.reopen()
-            logger.info("evcam.log_reopened", logfile=settings.logfile)
-        if status.due():
-            counters = status.line()
-            logger.info("evcam.status", **counters)
-            notifier.status(status.text(counters))
-            _keep_status(settings, counters)
-
-    def on_connection_error(exc: BaseException, interval: float) -> None:
-        logger.warning("evcam.broker_unreachable", error=str(exc), retry_in=interval)
-        notifier.status(f"reconnecting in {interval:.0f}s: {exc}")
-        notifier.watchdog()  # retrying forever is evcam's policy, not a hang
-
-    receiver.on_ready = on_ready
-    receiver.on_iteration = on_iteration
-    receiver.on_connection_error = on_connection_error
     signals.attach(receiver)
     for camera in cameras.values():
         camera.install()

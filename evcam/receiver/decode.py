@@ -38,7 +38,10 @@ def check_content(content_type: str | None, content_encoding: str | None, compre
         base = (content_type or "").split(";", 1)[0].strip().lower()
         if base not in JSON_CONTENT_TYPES:
             raise Rejected("content-type", repr(content_type)[:100])
-    if content_encoding not in JSON_ENCODINGS and content_encoding.lower() not in JSON_ENCODINGS:
+    if (
+        content_encoding not in JSON_ENCODINGS
+        and str(content_encoding).lower() not in JSON_ENCODINGS
+    ):
         raise Rejected("content-encoding", repr(content_encoding)[:100])
     if compressed:
         raise Rejected("compressed", "compressed bodies are not accepted")

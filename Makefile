@@ -31,7 +31,7 @@ bench: $(STAMP)
 FUZZ_EXAMPLES ?= 5000
 fuzz: $(STAMP)
 	EVCAM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:cacheprovider \
-		--timeout 0 tests/test_receiver_fuzz.py
+		--timeout 0 tests/receiver/test_amqp_fuzz.py tests/receiver/test_ingest_fuzz.py
 
 run: $(STAMP)
 	$(BIN)/evcam --foreground --broker $(BROKER) --loglevel INFO

@@ -25,11 +25,11 @@ class Running:
     """A Receiver consuming on a background thread (the only thread touching the connection)."""
 
     def __init__(self, state: Any, url: str, exchange: str, **options: Any) -> None:
-        from evcam.receiver import Receiver
+        from evcam.receiver import Receiver, ReceiverHooks
 
         self.ready = threading.Event()
-        self.receiver = Receiver(state, url, exchange=exchange, **options)
-        self.receiver.on_ready = self.ready.set
+        hooks = ReceiverHooks(on_ready=self.ready.set)
+        self.receiver = Receiver(state, url, hooks=hooks, exchange=exchange, **options)
         self.thread = threading.Thread(target=self.receiver.run, name="receiver", daemon=True)
 
     def __enter__(self) -> Running:

@@ -15,7 +15,7 @@ from evcam.receiver import Receiver
 from evcam.state import State
 from evcam.testing import ManualTimer, feed, task, worker
 from tests.conftest import wait_until
-from tests.test_receiver import running
+from tests.receiver.test_loop import running
 
 
 def make_camera(url: str, **options: Any) -> SQLCamera:

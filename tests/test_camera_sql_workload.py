@@ -74,7 +74,7 @@ def test_mixed_workload_rows_equal_celerys_state(
     """SQLite and PostgreSQL end with one row per task, each equal to Celery's State's task."""
     from celery.events.state import State as CeleryState
 
-    from evcam.receiver import Receiver
+    from evcam.receiver import Receiver, ReceiverHooks
     from evcam.state import State
 
     worker = celery_worker(rabbitmq_url)
@@ -84,9 +84,9 @@ def test_mixed_workload_rows_equal_celerys_state(
     prefix = unique("w").replace("-", "_") + "_"
     postgres = SQLCamera(ours, freq=0.5, timer=timer, url=postgres_url, table_prefix=prefix)
 
-    receiver = Receiver(ours, rabbitmq_url, exchange=worker.exchange)
     ready = threading.Event()
-    receiver.on_ready = ready.set
+    hooks = ReceiverHooks(on_ready=ready.set)
+    receiver = Receiver(ours, rabbitmq_url, hooks=hooks, exchange=worker.exchange)
     with app.connection_for_read() as connection:
         oracle = app.events.Receiver(connection, handlers={"*": theirs.event}, app=app)
         try:

@@ -8,13 +8,13 @@ import threading
 from typing import Any
 
 from evcam.camera import Polaroid
-from evcam.cameraset import AckWindow, ClearGate, SharedSnapshots, cancel_all
+from evcam.cameraset import ClearGate, SharedSnapshots, StoredMinimum, cancel_all
 from evcam.runner import Status
 from evcam.state import State
 from evcam.timer import Timer
 from tests.conftest import wait_until
+from tests.receiver.test_acks import _feed, _receiver
 from tests.support.zeroloss import lifecycles
-from tests.test_zeroloss import _feed, _receiver
 
 
 class Gated(Polaroid):
@@ -38,7 +38,7 @@ def test_ack_waits_for_every_camera_then_covers_the_least_advanced() -> None:
     state = State()
     receiver = _receiver(state)
     fast, slow = Polaroid(state), Polaroid(state)
-    unwire = AckWindow(receiver, {"fast": fast, "slow": slow}, state).wire()
+    unwire = StoredMinimum(receiver, {"fast": fast, "slow": slow}, state).wire()
     try:
         messages, _ = lifecycles(40)
         half = len(messages) // 2
@@ -46,14 +46,14 @@ def test_ack_waits_for_every_camera_then_covers_the_least_advanced() -> None:
         assert slow.capture()  # slow stores the first half
         _feed(receiver, messages[half:], first_tag=half + 1)
         assert fast.capture()  # fast stores everything
-        receiver._perform_ack()
-        assert receiver._channel.acks == [(half, True)]  # the minimum: what slow stored
+        receiver.window.ack()
+        assert receiver.window.channel.acks == [(half, True)]  # the minimum: what slow stored
         assert fast.capture()
-        receiver._perform_ack()
-        assert receiver._channel.acks == [(half, True)]  # fast alone never moves the ack
+        receiver.window.ack()
+        assert receiver.window.channel.acks == [(half, True)]  # fast alone never moves the ack
         assert slow.capture()
-        receiver._perform_ack()
-        assert receiver._channel.acks == [(half, True), (len(messages), True)]
+        receiver.window.ack()
+        assert receiver.window.channel.acks == [(half, True), (len(messages), True)]
     finally:
         unwire()
         fast.cancel()
@@ -65,12 +65,12 @@ def test_no_ack_before_every_camera_stored_one_shot() -> None:
     state = State()
     receiver = _receiver(state)
     a, b = Polaroid(state), Polaroid(state)
-    unwire = AckWindow(receiver, {"a": a, "b": b}, state).wire()
+    unwire = StoredMinimum(receiver, {"a": a, "b": b}, state).wire()
     try:
         _feed(receiver, lifecycles(2)[0])
         assert a.capture() and a.capture()
-        receiver._perform_ack()
-        assert receiver._channel.acks == []
+        receiver.window.ack()
+        assert receiver.window.channel.acks == []
     finally:
         unwire()
         a.cancel()
@@ -85,16 +85,16 @@ def test_backpressure_asks_the_least_advanced_camera() -> None:
     asked: list[str] = []
     a.shoot_soon = lambda: asked.append("a")  # type: ignore[method-assign]
     b.shoot_soon = lambda: asked.append("b")  # type: ignore[method-assign]
-    window = AckWindow(receiver, {"a": a, "b": b}, state)
+    window = StoredMinimum(receiver, {"a": a, "b": b}, state)
     unwire = window.wire()
     try:
         messages, _ = lifecycles(24)
         _feed(receiver, messages[:3])
         assert a.capture()
-        receiver.on_backlog()  # b stored nothing yet
+        receiver.hooks.on_backlog()  # b stored nothing yet
         _feed(receiver, messages[3:], first_tag=4)
         assert b.capture()
-        receiver.on_backlog()  # now a lags (it stored fewer events)
+        receiver.hooks.on_backlog()  # now a lags (it stored fewer events)
         assert asked == ["b", "a"]
     finally:
         unwire()

@@ -9,8 +9,8 @@ import pytest
 
 from bench import loadgen
 from tests.conftest import unique, wait_until
+from tests.receiver.test_loop_chaos import _publish_when_up, rabbitmq_down
 from tests.support.metricsproc import EvcamHttp, total
-from tests.test_receiver_chaos import _publish_when_up, rabbitmq_down
 
 pytestmark = [pytest.mark.broker, pytest.mark.chaos, pytest.mark.slow]
 

@@ -16,10 +16,10 @@ from bench import loadgen
 from evcam.endpoints import Health, Server
 from evcam.exporter import Exporter
 from evcam.metrics import EventMetrics
-from evcam.receiver import Receiver
+from evcam.receiver import Receiver, ReceiverHooks
 from evcam.state import State
 from tests.conftest import unique, wait_until
-from tests.test_receiver import running
+from tests.receiver.test_loop import running
 
 pytestmark = [pytest.mark.broker]
 
@@ -30,9 +30,9 @@ def test_scrapes_every_tenth_of_a_second_while_ingesting(rabbitmq_url: str) -> N
     """Concurrent scrapes see consistent, monotonic counters and disturb no count."""
     exchange = unique("evx")
     state = State(max_tasks_in_memory=1000)
-    receiver = Receiver(state, rabbitmq_url, exchange=exchange, wakeup=False)
     metrics = EventMetrics()
-    receiver.on_event = metrics.event
+    hooks = ReceiverHooks(on_event=metrics.event)
+    receiver = Receiver(state, rabbitmq_url, hooks=hooks, exchange=exchange, wakeup=False)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Exporter(metrics, receiver=receiver, state=state))
     server = Server("127.0.0.1", 0, registry, Health(receiver)).start()

@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 
 from evcam import exitcodes
-from evcam.receiver import Receiver
+from evcam.receiver import Receiver, ReceiverHooks
 from evcam.settings import Settings
 from evcam.state import State
 from evcam.tls import TLSError, ssl_options
 from tests.conftest import ROOT, unique, wait_until
+from tests.receiver.test_loop import running
 from tests.test_daemon import env, evcam_argv, logged, publish_task_event
-from tests.test_receiver import running
 
 
 @pytest.fixture(scope="module")
@@ -176,10 +176,10 @@ def test_an_untrusted_broker_certificate_is_refused_and_retried(tls_broker) -> N
     """The URL alone verifies against the system CAs: the private certificate is refused."""
     _, secure = tls_broker
     errors: list[BaseException] = []
+    hooks = ReceiverHooks(on_connection_error=lambda exc, interval: errors.append(exc))
     receiver = Receiver(
-        State(), secure, exchange=unique("evx"), wakeup=False, ssl=ssl_options(secure)
+        State(), secure, hooks=hooks, exchange=unique("evx"), wakeup=False, ssl=ssl_options(secure)
     )
-    receiver.on_connection_error = lambda exc, interval: errors.append(exc)
     with running(receiver, consuming=False):
         assert wait_until(lambda: errors, 30)
         assert "CERTIFICATE_VERIFY_FAILED" in repr(errors[0]) or "certificate" in repr(errors[0])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,12 @@ import pytest
 from evcam.camera import Polaroid
 from evcam.cameras.sql import SQLCamera
 from evcam.preflight import PreflightError, preflight
-from evcam.receiver import Receiver
+from evcam.receiver import Receiver, ReceiverHooks
 from evcam.runner import Status, wire_zero_loss
 from evcam.settings import Settings
 from evcam.state import State
-from tests.conftest import unique, wait_until
+from tests.conftest import unique
+from tests.receiver.test_acks import _feed, _receiver
 from tests.support.zeroloss import (
     Evcam,
     Publisher,
@@ -37,143 +37,6 @@ from tests.support.zeroloss import (
 # ---------------------------------------------------------------------------------- units
 
 
-class _Channel:
-    def __init__(self) -> None:
-        self.acks: list[tuple[int, bool]] = []
-
-    def basic_ack(self, tag: int, multiple: bool = False) -> None:
-        self.acks.append((tag, multiple))
-
-
-def _receiver(state: State, **kwargs: Any) -> Receiver:
-    receiver = Receiver(state, "amqp://guest:guest@127.0.0.1:1//", acks=True, **kwargs)
-    receiver._channel = _Channel()
-    receiver._generation = 2
-    return receiver
-
-
-def _feed(receiver: Receiver, messages: list[tuple[str, bytes]], first_tag: int = 1) -> None:
-    for tag, (_, body) in enumerate(messages, start=first_tag):
-        receiver._ingest(body, "application/json", "utf-8", False, tag)
-
-
-def test_a_watermark_from_an_earlier_connection_is_never_acked() -> None:
-    """After a reconnect the old deliveries were requeued: acking their tag on the new channel
-    would ack other messages. Only the current generation is acked, each tag at most once."""
-    receiver = _receiver(State())
-    channel = receiver._channel
-    receiver.request_ack((1, 50))
-    receiver._perform_ack()
-    assert channel.acks == []
-    receiver.request_ack((2, 40))
-    receiver._perform_ack()
-    receiver.request_ack((2, 30))  # older than what was acked: nothing to do
-    receiver._perform_ack()
-    assert channel.acks == [(40, True)]
-
-
-def test_backpressure_pauses_before_an_unstored_task_could_be_evicted() -> None:
-    """With a camera that never stores, ingestion stops when the task LRU is full of unstored
-    tasks (nothing was evicted); each stored shot lets it go on, and only stored tasks are ever
-    evicted."""
-    state = State(max_tasks_in_memory=50, max_workers_in_memory=50)
-    receiver = _receiver(state)
-    asked: list[int] = []
-    receiver.on_backlog = lambda: asked.append(state.seq)
-    evicted: list[int] = []
-    forget = state._forget_task
-
-    def on_evict(uuid: str, task: Any) -> None:
-        evicted.append(task._seq)
-        forget(uuid, task)
-
-    state.tasks.on_evict = on_evict
-    messages, _ = lifecycles(100)
-    feeder = threading.Thread(target=_feed, args=(receiver, messages), daemon=True)
-    feeder.start()
-    assert wait_until(lambda: receiver.stats.paused, 5)
-    oldest = next(iter(state.tasks.data.values()))
-    assert len(state.tasks) == 50 and oldest._seq > 0 and asked and not evicted
-    snap = state.snapshot()
-    receiver.request_ack(snap.watermark, snap.seq)  # "stored"
-    stored = snap.seq
-    for _ in range(20):  # keep storing until the feeder is done
-        if not feeder.is_alive():
-            break
-        time.sleep(0.2)
-        snap = state.snapshot()
-        assert all(seq <= stored for seq in evicted)
-        receiver.request_ack(snap.watermark, snap.seq)
-        stored = snap.seq
-    feeder.join(5)
-    assert not feeder.is_alive()
-    assert state.seq == 300 and receiver.stats.pauses >= 2
-
-
-class _RacingSeq(int):
-    """A `state.seq` whose comparison that reaches `target` first runs `meanwhile` (once): the
-    exact moment another thread could act between the main thread's check and its update."""
-
-    target: int = -1
-    meanwhile: Any = None
-
-    def __ge__(self, other: object) -> bool:
-        hook = type(self).meanwhile
-        if other == type(self).target and int(self) >= other and hook is not None:
-            type(self).meanwhile = None
-            hook()
-        return int(self) >= other  # type: ignore[operator]
-
-
-class _RacingState(State):
-    """A State whose `seq` reads as a _RacingSeq."""
-
-    @property  # type: ignore[override]
-    def seq(self) -> int:
-        return _RacingSeq(self._plain_seq)
-
-    @seq.setter
-    def seq(self, value: int) -> None:
-        self._plain_seq = int(value)
-
-
-def test_an_early_shot_threshold_set_while_one_fires_is_kept() -> None:
-    """A shot stored (request_ack, on the timer thread) just as the main thread requests an early
-    shot sets the next threshold; that threshold is kept, so the next backlog asks again."""
-    state = _RacingState()
-    receiver = _receiver(state, backlog_limit=3)
-    asked: list[int] = []
-    receiver.on_backlog = lambda: asked.append(int(state.seq))
-    _RacingSeq.target = 3  # the first threshold: stored 0 + backlog 3
-    _RacingSeq.meanwhile = lambda: receiver.request_ack(None, stored_seq=2)  # next: 2 + 3
-    event = {"type": "task-received", "hostname": "w@h", "timestamp": 1.0e9, "name": "t.add"}
-    events = [("e", orjson.dumps({**event, "uuid": f"t{i}", "clock": i + 1})) for i in range(6)]
-    _feed(receiver, events)
-    assert asked == [3, 5]
-
-
-def test_a_stop_request_during_a_pause_leaves_without_applying_more() -> None:
-    """Stopping while paused must not feed the waiting events (they could evict unstored ones)."""
-    state = State(max_tasks_in_memory=20, max_workers_in_memory=20)
-    receiver = _receiver(state)
-    messages, _ = lifecycles(30)
-    errors: list[BaseException] = []
-
-    def feed() -> None:
-        try:
-            _feed(receiver, messages)
-        except BaseException as exc:
-            errors.append(exc)
-
-    feeder = threading.Thread(target=feed, daemon=True)
-    feeder.start()
-    assert wait_until(lambda: receiver.stats.paused, 5)
-    receiver.should_stop = True
-    feeder.join(5)
-    assert len(state.tasks) == 20 and next(iter(state.tasks.data.values()))._seq > 0
-    assert [type(exc).__name__ for exc in errors] == ["_Stopping"]
-
-
 def test_two_cameras_in_one_process_ack_only_their_own_receiver() -> None:
     """stored_signal is shared by all cameras: a shot of camera A acks A's receiver only, also
     when a second camera watches the same state."""
@@ -181,8 +44,7 @@ def test_two_cameras_in_one_process_ack_only_their_own_receiver() -> None:
     class Recording:
         def __init__(self) -> None:
             self.requests: list[Any] = []
-            self.on_backlog: Any = None
-            self.on_stopping: Any = None
+            self.hooks = ReceiverHooks()
 
         def request_ack(self, watermark: Any, seq: Any = None) -> None:
             self.requests.append((watermark, seq))
@@ -200,7 +62,7 @@ def test_two_cameras_in_one_process_ack_only_their_own_receiver() -> None:
         assert rec_b.requests == [((1, 7), 0)] and len(rec_a.requests) == 1
         asked: list[str] = []
         cam_a.shoot_soon = lambda: asked.append("a")  # type: ignore[method-assign]
-        rec_a.on_backlog()  # back-pressure asks this receiver's camera for a shot
+        rec_a.hooks.on_backlog()  # back-pressure asks this receiver's camera for a shot
         assert asked == ["a"]
     finally:
         for undo in unwire:
@@ -228,12 +90,12 @@ def test_a_failed_or_skipped_shot_acks_nothing_and_the_next_stored_one_covers_it
         messages, _ = lifecycles(4)
         _feed(receiver, messages[:2])
         assert cam.capture() is False
-        receiver._perform_ack()
+        receiver.window.ack()
         _feed(receiver, messages[2:], first_tag=3)
         cam.fail = False
         assert cam.capture() is True
-        receiver._perform_ack()
-        assert receiver._channel.acks == [(len(messages), True)]
+        receiver.window.ack()
+        assert receiver.window.channel.acks == [(len(messages), True)]
     finally:
         unwire()
         cam.cancel()
@@ -264,7 +126,7 @@ def test_redelivered_events_apply_idempotently_and_stored_rows_never_regress(
         state = State()
         receiver = Receiver(state, "amqp://guest:guest@127.0.0.1:1//")  # not connected
         for tag, ev in enumerate(evs, start=1):  # normalised as the receiver does
-            receiver._ingest(orjson.dumps(ev), "application/json", "utf-8", False, tag)
+            receiver.ingestion.ingest(orjson.dumps(ev), "application/json", "utf-8", False, tag)
         cam = SQLCamera(state, url=url)
         try:
             assert cam.capture()

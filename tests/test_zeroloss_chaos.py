@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import unique, wait_until
+from tests.receiver.test_loop_chaos import rabbitmq_down
 from tests.support.zeroloss import Evcam, Publisher, declare, delete_queue, lifecycles
-from tests.test_receiver_chaos import rabbitmq_down
 
 pytestmark = [pytest.mark.broker, pytest.mark.chaos, pytest.mark.slow]
 

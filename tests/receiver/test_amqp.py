@@ -1,4 +1,5 @@
-"""The receiver's AMQP fast path: deliveries parsed from raw frames, whatever the chunking.
+"""The AMQP fast path (`evcam/receiver/amqp.py`): deliveries parsed from raw frames, whatever
+the chunking, then ingested as the read loop ingests them.
 
 Frames are built by hand after the AMQP 0-9-1 spec (type, channel, size, payload, 0xCE), so
 these tests pin the parser without a broker; the broker tests cover it end to end.
@@ -12,6 +13,8 @@ import orjson
 import pytest
 
 from evcam.receiver import Receiver
+from evcam.receiver import loop as receiver_loop
+from evcam.receiver.amqp import DEFAULT_FRAME_MAX, Delivery, FrameParser, needs_amqp
 from evcam.state import State
 from tests.conftest import wait_until
 
@@ -49,6 +52,20 @@ def event(i: int) -> bytes:
     )  # fmt: skip
 
 
+def parse(receiver: Receiver, buf: bytes) -> tuple[int, int]:
+    """Parse `buf` with the receiver's parser (made on first use, as for a new connection) and
+    ingest the deliveries as the read loop does; return (bytes used, frames)."""
+    if receiver.parser is None:
+        receiver.parser = FrameParser(CHANNEL, DEFAULT_FRAME_MAX, receiver.max_message_size)
+    pos, frames, deliveries = receiver.parser.parse(buf)
+    for body, ctype, cenc, compressed, tag in deliveries:
+        if body is None:
+            receiver.ingestion.too_large(tag)
+        else:
+            receiver.ingestion.ingest(body, ctype, cenc, compressed, tag)
+    return pos, frames
+
+
 @pytest.fixture
 def receiver() -> Receiver:
     """A receiver that never connects: only its parser and ingestion are used."""
@@ -58,7 +75,7 @@ def receiver() -> Receiver:
 def test_consecutive_deliveries_are_all_ingested(receiver: Receiver) -> None:
     """Three complete deliveries in one chunk: all applied, the whole buffer consumed."""
     buf = b"".join(delivery(i + 1, event(i)) for i in range(3))
-    pos, frames = receiver._parse(buf, CHANNEL)
+    pos, frames = parse(receiver, buf)
     assert pos == len(buf) and frames == 9
     assert sorted(receiver.state.tasks) == ["t0", "t1", "t2"]
     assert receiver.state.watermark[1] == 3
@@ -69,9 +86,9 @@ def test_any_split_point_gives_the_same_result(receiver: Receiver) -> None:
     whole = delivery(1, event(0)) + heartbeat() + delivery(2, event(1), max_body=50)
     for cut in range(len(whole) + 1):
         r = Receiver(State(), "amqp://guest:guest@127.0.0.1:1//", wakeup=False)
-        pos, _ = r._parse(whole[:cut], CHANNEL)
+        pos, _ = parse(r, whole[:cut])
         rest = whole[pos:]
-        pos2, _ = r._parse(rest, CHANNEL)
+        pos2, _ = parse(r, rest)
         assert pos + pos2 == len(whole), cut
         assert sorted(r.state.tasks) == ["t0", "t1"], cut
         assert r.stats.events == 2, cut
@@ -79,7 +96,7 @@ def test_any_split_point_gives_the_same_result(receiver: Receiver) -> None:
 
 def test_a_body_split_over_frames_is_joined(receiver: Receiver) -> None:
     """A body larger than the negotiated frame size arrives in several body frames."""
-    receiver._parse(delivery(1, event(42), max_body=16), CHANNEL)
+    parse(receiver, delivery(1, event(42), max_body=16))
     assert receiver.state.tasks["t42"].name == "proj.add"
 
 
@@ -91,7 +108,7 @@ def test_heartbeats_between_and_inside_deliveries_are_skipped(receiver: Receiver
     inside = one[:method_end] + heartbeat() + one[method_end:header_end] + heartbeat()
     inside += one[header_end:]
     buf = heartbeat() + inside + heartbeat() + delivery(2, event(1))
-    pos, frames = receiver._parse(buf, CHANNEL)
+    pos, frames = parse(receiver, buf)
     assert pos == len(buf)
     body_frames = -(-len(event(0)) // 40)
     assert frames == 4 + (2 + body_frames) + 3  # heartbeats, the split delivery, the other one
@@ -105,9 +122,9 @@ def test_other_frames_are_left_for_the_client_library(receiver: Receiver) -> Non
     for foreign in (cancel, other_channel):
         r = Receiver(State(), "amqp://guest:guest@127.0.0.1:1//", wakeup=False)
         buf = delivery(1, event(0)) + foreign + delivery(2, event(1))
-        pos, _ = r._parse(buf, CHANNEL)
+        pos, _ = parse(r, buf)
         assert buf[pos:].startswith(foreign)
-        assert Receiver._needs_amqp(buf[pos:], CHANNEL)
+        assert needs_amqp(buf[pos:], CHANNEL)
         assert list(r.state.tasks) == ["t0"]
 
 
@@ -115,7 +132,7 @@ def test_a_bad_frame_end_is_a_connection_error(receiver: Receiver) -> None:
     """A corrupt stream is never guessed at: the connection is dropped (and re-made)."""
     good = delivery(1, event(0))
     with pytest.raises(ConnectionError, match="frame end"):
-        receiver._parse(good[:-1] + b"\x00", CHANNEL)
+        parse(receiver, good[:-1] + b"\x00")
     assert len(receiver.state.tasks) == 0
 
 
@@ -123,7 +140,7 @@ def test_a_non_json_delivery_is_rejected_and_the_next_one_kept(receiver: Receive
     """Content type is checked from the header frame before the body is decoded."""
     buf = delivery(1, b"\x80\x04K\x01.", ctype="application/x-python-serialize")
     buf += delivery(2, event(5))
-    pos, _ = receiver._parse(buf, CHANNEL)
+    pos, _ = parse(receiver, buf)
     assert pos == len(buf)
     assert receiver.stats.rejected == 1 and list(receiver.state.tasks) == ["t5"]
 
@@ -132,7 +149,7 @@ def test_an_event_with_an_empty_type_does_not_stop_the_message(receiver: Receive
     """`{"type": ""}` is skipped like any event the state cannot use; the list goes on."""
     body = b'[{"type": ""}, ' + event(3) + b"]"
     buf = delivery(1, body) + delivery(2, event(4))
-    pos, _ = receiver._parse(buf, CHANNEL)
+    pos, _ = parse(receiver, buf)
     assert pos == len(buf)
     assert list(receiver.state.tasks) == ["t3", "t4"]
     assert receiver.stats.messages == 2
@@ -193,14 +210,14 @@ def test_every_malformed_frame_is_a_connection_error(
     """IndexError, struct.error or a value read from the next frame's bytes became a clear
     ConnectionError ('AMQP framing error: ...'); nothing is ingested."""
     with pytest.raises(ConnectionError, match="AMQP framing error"):
-        receiver._parse(stream, CHANNEL)
+        parse(receiver, stream)
     assert not receiver.state.tasks and receiver.stats.messages == 0, why
 
 
 def test_a_frame_longer_than_frame_max_is_refused_at_once(receiver: Receiver) -> None:
     """A frame length of 0xFFFFFFFF used to make the buffer grow without bound waiting for it."""
     with pytest.raises(ConnectionError, match="frame_max"):
-        receiver._parse(struct.pack(">BHI", 1, CHANNEL, 0xFFFFFFFF) + b"x", CHANNEL)
+        parse(receiver, struct.pack(">BHI", 1, CHANNEL, 0xFFFFFFFF) + b"x")
 
 
 def props_with_headers(table: bytes) -> bytes:
@@ -223,7 +240,7 @@ def test_a_header_value_compression_is_not_the_compression_key(receiver: Receive
     buf = method_frame(1) + header_frame(len(body), props_with_headers(by_value))
     buf += frame(3, body)
     buf += method_frame(2) + header_frame(len(body), props_with_headers(by_key)) + frame(3, body)
-    pos, _ = receiver._parse(buf, CHANNEL)
+    pos, _ = parse(receiver, buf)
     assert pos == len(buf)
     assert list(receiver.state.tasks) == ["t1"]
     assert receiver.stats.rejected_by_reason == {"compressed": 1}
@@ -238,15 +255,17 @@ def test_a_message_over_the_size_limit_is_skipped_frame_by_frame() -> None:
     stream = delivery(1, big, max_body=100) + delivery(2, event(7))
     used = 0
     for start in range(0, len(stream), 50):  # body frames arrive over many reads
-        pos, _ = r._parse(stream[used : start + 50], CHANNEL)
+        pos, _ = parse(r, stream[used : start + 50])
         used += pos
-        assert r._need < 400 < len(big)  # never waits for the whole big body
+        assert r.parser.need < 400 < len(big)  # never waits for the whole big body
     assert used == len(stream)
     assert r.stats.rejected_by_reason == {"too-large": 1}
     assert list(r.state.tasks) == ["t7"] and r.state.watermark[1] == 2
 
 
-def test_a_large_message_is_parsed_in_linear_work(receiver: Receiver) -> None:
+def test_a_large_message_is_parsed_in_linear_work(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An 8 MiB body read in 64 KiB pieces is scanned a bounded number of times: the read
     loop joins reads only once the parser can progress (it re-scanned on every read)."""
     import socket
@@ -256,13 +275,13 @@ def test_a_large_message_is_parsed_in_linear_work(receiver: Receiver) -> None:
     body = head + b"a" * (8 << 20) + b'"}'
     stream = delivery(1, body, max_body=131072 - 8)
     scanned = [0]
-    parse = receiver._parse
 
-    def counting(buf: bytes, channel: int) -> tuple[int, int]:
-        scanned[0] += len(buf)
-        return parse(buf, channel)
+    class Counting(FrameParser):
+        def parse(self, buf: bytes) -> tuple[int, int, list[Delivery]]:
+            scanned[0] += len(buf)
+            return super().parse(buf)
 
-    receiver._parse = counting  # type: ignore[method-assign]
+    monkeypatch.setattr(receiver_loop, "FrameParser", Counting)
     receiver.state.max_field_length = 16 << 20
     ours, theirs = socket.socketpair()
 
@@ -299,23 +318,43 @@ def test_a_large_message_is_parsed_in_linear_work(receiver: Receiver) -> None:
 
 def test_a_reconnect_forgets_a_half_skipped_message() -> None:
     """A connection lost while an oversized body was being skipped must not make the next
-    connection's first delivery look like the rest of that body (a reconnect loop)."""
+    connection's first delivery look like the rest of that body (a reconnect loop): each
+    connection's read loop parses with a parser of its own."""
     r = Receiver(State(), "amqp://guest:guest@127.0.0.1:1//", wakeup=False, max_message_size=300)
     big = b"[" + b",".join([event(0)] * 20) + b"]"
     half = delivery(1, big, max_body=100)[:400]
-    r._parse(half, CHANNEL)
-    assert r._discard
-    r._template.clone = lambda: _Unconnected()  # type: ignore[method-assign]
-    with pytest.raises(ConnectionError, match="test"):
-        r._connect()
-    assert not r._discard
-    r._parse(delivery(1, event(3)), CHANNEL)
+    first = _read_connection(r, half)
+    assert first is not None and first.discard
+    second = _read_connection(r, delivery(1, event(3)))
+    assert second is not first and second is not None and not second.discard
     assert list(r.state.tasks) == ["t3"]
 
 
-class _Unconnected:
-    def connect(self) -> None:
-        raise ConnectionError("test: no broker")
+def _read_connection(r: Receiver, stream: bytes) -> FrameParser | None:
+    """Run the receiver's read loop over one connection that sends `stream`, then closes."""
+    chunks = [stream]
+
+    class Sock:
+        def settimeout(self, timeout: float) -> None:
+            pass
+
+        def recv(self, size: int) -> bytes:
+            return chunks.pop() if chunks else b""
+
+    class Conn:
+        bytes_recv = 0
+        frame_max = 131072
+
+        def blocking_read(self, timeout: float) -> bool:
+            raise AssertionError("no frame for py-amqp here")
+
+    class Transport:
+        sock = Sock()
+        _read_buffer = b""
+
+    with pytest.raises(ConnectionError, match="server closed"):
+        r._read_loop(Conn(), Transport(), CHANNEL)
+    return r.parser
 
 
 def test_a_body_after_an_empty_content_header_is_a_connection_error(receiver: Receiver) -> None:
@@ -324,5 +363,5 @@ def test_a_body_after_an_empty_content_header_is_a_connection_error(receiver: Re
     body = event(1)
     stream = method_frame(1) + header_frame(0, struct.pack(">H", 0)) + frame(3, body)
     with pytest.raises(ConnectionError, match="empty content header"):
-        receiver._parse(stream, CHANNEL)
+        parse(receiver, stream)
     assert receiver.stats.messages == 0

@@ -1,7 +1,7 @@
 """Hostile messages at the receiver: each is rejected alone, counted by reason, never raised.
 
-These isolate the receiver's ingestion (`_ingest`, no broker); the end-to-end proofs against
-the real daemon and brokers are in test_receiver_poison.py.
+These isolate the receiver's ingestion (`evcam/receiver/ingest.py`, no broker); the end-to-end
+proofs against the real daemon and brokers are in test_ingest_poison.py.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from evcam.clock import EventClock
 from evcam.receiver import MAX_HEARTBEAT_FREQ, Receiver
+from evcam.receiver.clock import EventClock
 from evcam.runner import Status
 from evcam.state import State
 
@@ -39,7 +39,7 @@ def worker(kind: str, hostname: Any, **fields: Any) -> dict[str, Any]:
 
 def feed(receiver: Receiver, *bodies: Any, first_tag: int = 1) -> None:
     for tag, body in enumerate(bodies, start=first_tag):
-        receiver._ingest(orjson.dumps(body), "application/json", "utf-8", False, tag)
+        receiver.ingestion.ingest(orjson.dumps(body), "application/json", "utf-8", False, tag)
 
 
 @pytest.fixture
@@ -63,7 +63,7 @@ def test_unhashable_worker_hostnames_are_rejected_alone(receiver: Receiver) -> N
     assert sorted(receiver.state.tasks) == ["t0", "t1"]
     assert receiver.stats.rejected_by_reason == {"invalid-worker-event": 3}
     assert receiver.stats.events == 3 and receiver.stats.messages == 6
-    assert list(receiver._alive_workers) == ["w1@h"]
+    assert list(receiver.watchdog.alive) == ["w1@h"]
     assert receiver.state.watermark[1] == 6
 
 
@@ -82,7 +82,7 @@ def test_events_the_state_refuses_are_rejections_not_accepted_events(receiver: R
 def test_rejection_reasons_reach_the_status_line_and_systemd_status(receiver: Receiver) -> None:
     """The status record and the STATUS= text carry the rejection total and its reasons."""
     feed(receiver, task(0, uuid=None), "x", task(1))
-    receiver._ingest(b"{", "application/json", "utf-8", False, 9)
+    receiver.ingestion.ingest(b"{", "application/json", "utf-8", False, 9)
     status = Status(receiver, None, receiver.state, 60.0)
     counters = status.line()
     assert counters["rejected"] == 3
@@ -137,7 +137,7 @@ def test_a_rejected_message_moves_the_watermark(receiver: Receiver) -> None:
     """In zero-loss mode a rejected message is acknowledged with the next stored shot: the
     watermark passes it even when it is the last message."""
     feed(receiver, task(0))
-    receiver._ingest(b"\x80\x04.", "application/x-python-serialize", "binary", False, 2)
+    receiver.ingestion.ingest(b"\x80\x04.", "application/x-python-serialize", "binary", False, 2)
     assert receiver.state.watermark[1] == 2
 
 
@@ -146,7 +146,7 @@ def test_a_rejected_message_moves_the_watermark(receiver: Receiver) -> None:
 )
 def test_non_string_content_labels_are_rejected(receiver: Receiver, ctype: Any, cenc: Any) -> None:
     """A Redis envelope can carry any JSON as content-type/encoding: refused, not raised."""
-    receiver._ingest(orjson.dumps(task(0)), ctype, cenc, False, 1)
+    receiver.ingestion.ingest(orjson.dumps(task(0)), ctype, cenc, False, 1)
     assert set(receiver.stats.rejected_by_reason) <= {"content-type", "content-encoding"}
     assert receiver.stats.rejected == 1 and not receiver.state.tasks
 
@@ -154,7 +154,9 @@ def test_non_string_content_labels_are_rejected(receiver: Receiver, ctype: Any, 
 def test_a_message_over_the_size_limit_is_rejected() -> None:
     """Bodies above `max_message_size` are rejected as `too-large` before parsing."""
     receiver = Receiver(State(), URL, wakeup=False, max_message_size=100)
-    receiver._ingest(orjson.dumps([task(i) for i in range(5)]), "application/json", None, False, 1)
+    receiver.ingestion.ingest(
+        orjson.dumps([task(i) for i in range(5)]), "application/json", None, False, 1
+    )
     assert receiver.stats.rejected_by_reason == {"too-large": 1}
 
 
@@ -164,10 +166,10 @@ def test_alive_worker_tracking_is_bounded_and_ignores_refused_hostnames() -> Non
     receiver = Receiver(State(max_workers_in_memory=10), URL, wakeup=False)
     feed(receiver, *(worker("online", f"w{i}@h", freq=2.0) for i in range(100)))
     feed(receiver, worker("online", "x" * 5000), first_tag=101)  # refused by the state
-    assert len(receiver._alive_workers) == 10
-    assert "x" * 5000 not in receiver._alive_workers
+    assert len(receiver.watchdog.alive) == 10
+    assert "x" * 5000 not in receiver.watchdog.alive
     feed(receiver, worker("online", "slow@h", freq=1e10), first_tag=200)
-    assert receiver._alive_workers["slow@h"] == MAX_HEARTBEAT_FREQ
+    assert receiver.watchdog.alive["slow@h"] == MAX_HEARTBEAT_FREQ
     assert receiver.watchdog_timeout() == 5 * MAX_HEARTBEAT_FREQ
 
 
@@ -175,5 +177,5 @@ def test_no_periodic_receiver_stats_record(receiver: Receiver) -> None:
     """One periodic record (`evcam.status`) says it all: the receiver logs no `receiver.stats`."""
     with capture_logs() as logs:
         for now in (1000.0, 1070.0, 1140.0, 1210.0):
-            receiver._update_rate(now)
+            receiver.house.update_rate(now)
     assert not [r for r in logs if r["event"] == "receiver.stats"]

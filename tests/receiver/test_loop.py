@@ -14,7 +14,7 @@ import pytest
 from kombu import Connection, Producer
 
 from bench import loadgen
-from evcam.receiver import Receiver
+from evcam.receiver import Receiver, ReceiverHooks
 from evcam.state import State
 from tests.conftest import unique, wait_until
 from tests.support import workload
@@ -31,7 +31,7 @@ def running(
     With `consuming`, the block starts once the receiver consumes (within `timeout`).
     """
     ready = threading.Event()
-    receiver.on_ready = ready.set
+    receiver.hooks.on_ready = ready.set
     errors: list[BaseException] = []
 
     def target() -> None:
@@ -226,11 +226,15 @@ def test_stop_flag_ends_an_idle_loop(broker_url: str) -> None:
 def test_unreachable_broker_is_retried_with_hooks_and_stop_still_works() -> None:
     """A broker that refuses connections is retried (errback called with a backoff interval),
     on_iteration keeps being called, and should_stop ends the retry loop."""
-    receiver = Receiver(State(), "amqp://guest:secret@127.0.0.1:1//", backoff_start=0.1)
     errors: list[float] = []
     ticks = [0]
-    receiver.on_connection_error = lambda exc, interval: errors.append(interval)
-    receiver.on_iteration = lambda: ticks.__setitem__(0, ticks[0] + 1)
+    hooks = ReceiverHooks(
+        on_connection_error=lambda exc, interval: errors.append(interval),
+        on_iteration=lambda: ticks.__setitem__(0, ticks[0] + 1),
+    )
+    receiver = Receiver(
+        State(), "amqp://guest:secret@127.0.0.1:1//", hooks=hooks, backoff_start=0.1
+    )
     with running(receiver, consuming=False):
         assert wait_until(lambda: len(errors) >= 3 and ticks[0] >= 3, 15)
     assert errors[2] > errors[0]  # exponential backoff (jitter stays within half a step)
@@ -346,7 +350,7 @@ def test_acks_mode_acks_exactly_up_to_the_requested_watermark(rabbitmq_url: str)
             assert wait_until(lambda: receiver.stats.messages >= 100, 20)
             generation, tag = state.watermark
             receiver.request_ack((generation, 60))
-            assert wait_until(lambda: receiver._acked == (generation, 60), 5)
+            assert wait_until(lambda: receiver.window.acked == (generation, 60), 5)
         assert tag == 100
         assert _queue_depth(rabbitmq_url, queue) == 40
     finally:

@@ -14,7 +14,7 @@ from bench import loadgen
 from evcam.receiver import Receiver
 from evcam.state import State
 from tests.conftest import reachable, unique, wait_until
-from tests.test_receiver import running
+from tests.receiver.test_loop import running
 
 pytestmark = [pytest.mark.broker, pytest.mark.chaos, pytest.mark.slow]
 

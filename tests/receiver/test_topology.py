@@ -17,9 +17,9 @@ from evcam import exitcodes
 from evcam.receiver import QueueMismatch, Receiver
 from evcam.state import State
 from tests.conftest import ROOT, unique, wait_until
+from tests.receiver.test_loop import _delete_queue, running
 from tests.test_daemon import env
 from tests.test_daemon_foreground import foreground_argv
-from tests.test_receiver import _delete_queue, running
 
 pytestmark = pytest.mark.broker
 
@@ -139,7 +139,7 @@ def test_a_waiting_standby_is_not_taken_for_a_stalled_stream(rabbitmq_url: str) 
     exchange, queue = unique("evx"), unique("evq")
     active = _standby(rabbitmq_url, exchange, queue)
     waiting = _standby(rabbitmq_url, exchange, queue, watchdog=0.5)
-    waiting._alive_workers["w1@h"] = 2.0  # heard while it was the active one
+    waiting.watchdog.alive["w1@h"] = 2.0  # heard while it was the active one
     try:
         with running(active), running(waiting):
             assert not wait_until(lambda: waiting.stats.reconnects > 0, 3.0)

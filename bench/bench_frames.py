@@ -61,8 +61,12 @@ def _send(sock: socket.socket, data: bytes) -> None:
 
 def through_receiver(stream: bytes, max_message_size: int) -> tuple[float, dict[str, Any]]:
     """Seconds from the first byte sent to the message handled by the real read loop."""
-    receiver = Receiver(State(), "amqp://guest:guest@127.0.0.1:1//", wakeup=False)
-    receiver.max_message_size = max_message_size
+    receiver = Receiver(
+        State(),
+        "amqp://guest:guest@127.0.0.1:1//",
+        wakeup=False,
+        max_message_size=max_message_size,
+    )
     ours, theirs = socket.socketpair()
 
     class Transport:

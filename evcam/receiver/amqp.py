@@ -133,18 +133,18 @@ class FrameParser:
                 q = h + 21
                 ctype = cenc = None
                 compressed = False
-                if flags & 0x8000:
+                if flags & 0x8000:  # content-type (shortstr)
                     n = buf[q]
-                    if q + 1 + n > hend:
+                    q += 1 + n
+                    if q > hend:
                         raise ValueError("content-type runs past its frame")
-                    ctype = buf[q + 1 : q + 1 + n].decode("latin-1")
-                    q += 1 + n
-                if flags & 0x4000:
-                    n = buf[q]
-                    if q + 1 + n > hend:
+                    ctype = buf[q - n : q].decode("latin-1")
+                if flags & 0x4000:  # content-encoding (shortstr)
+                    stop = q + 1 + buf[q]
+                    if stop > hend:
                         raise ValueError("content-encoding runs past its frame")
-                    cenc = buf[q + 1 : q + 1 + n].decode("latin-1")
-                    q += 1 + n
+                    cenc = buf[q + 1 : stop].decode("latin-1")
+                    q = stop
                 if flags & 0x2000:
                     n = unpack(">I", buf, q)[0]
                     if q + 4 + n > hend:

@@ -28,7 +28,6 @@ from kombu import Connection, Consumer
 from evcam.log import get_logger
 from evcam.receiver.acks import AckWindow, Stopping
 from evcam.receiver.amqp import DEFAULT_FRAME_MAX, FrameParser
-from evcam.receiver.clock import EventClock
 from evcam.receiver.contracts import AckedState, EventState
 from evcam.receiver.hooks import ReceiverHooks, call_hook
 from evcam.receiver.housekeeping import TICK, Housekeeping
@@ -183,22 +182,6 @@ class Receiver:
     def driver(self) -> str:
         return self.topology.driver
 
-    @property
-    def clock(self) -> EventClock:
-        return self.ingestion.clock
-
-    @clock.setter
-    def clock(self, clock: EventClock) -> None:
-        self.ingestion.clock = clock
-
-    @property
-    def max_message_size(self) -> int:
-        return self.ingestion.max_message_size
-
-    @max_message_size.setter
-    def max_message_size(self, size: int) -> None:
-        self.ingestion.max_message_size = size
-
     def request_ack(self, watermark: tuple[int, int] | None, stored_seq: int | None = None) -> None:
         """Ask the receiver thread to ack everything up to `watermark` (safe from any thread).
 
@@ -326,7 +309,7 @@ class Receiver:
     def _wakeup(self) -> None:
         assert self._conn is not None
         try:
-            broadcast_wakeup(self._conn, self.clock)
+            broadcast_wakeup(self._conn, self.ingestion.clock)
         except Exception as exc:  # events still flow without the wake-up
             log.warning("receiver.wakeup_failed", error=describe(exc))
 
@@ -379,7 +362,7 @@ class Receiver:
     def _read_loop(self, amqp_conn: Any, transport: Any, channel_id: int) -> None:
         """The plain-TCP AMQP fast path on `transport` (`reader.read_loop`), with a new parser."""
         frame_max = int(getattr(amqp_conn, "frame_max", 0) or DEFAULT_FRAME_MAX)
-        self.parser = FrameParser(channel_id, frame_max, self.max_message_size)
+        self.parser = FrameParser(channel_id, frame_max, self.ingestion.max_message_size)
         # Acks mode: wake up often, so a stored shot's ack frees the prefetch window at once.
         poll = ACK_POLL if self.acks else TICK
         read_loop(amqp_conn, transport, self.parser, self.ingestion, self.window, self.house, poll)

@@ -77,17 +77,26 @@ class QueueMismatch(Exception):
 class Topology:
     """The exchanges and the queue one receiver declares (see module docstring)."""
 
+    #: kombu's transport driver type (`amqp`, `redis`, ...): decides the exchange type.
     driver: str
+    #: The event exchange Celery publishes to, and the binding's routing key.
     exchange_name: str = "celeryev"
     routing_key: str = "#"
+    #: A named, durable queue (None: an exclusive `<queue_prefix>.<node_id>` one).
     queue_name: str | None = None
     queue_prefix: str = "celeryev"
+    #: The exclusive queue's `x-message-ttl` (seconds; None or 0: none).
     queue_ttl: float | None = 5.0
+    #: Standby: `x-single-active-consumer` on the named queue.
+    single_active: bool = False
+    #: The exclusive queue's `x-expires` (seconds; None or 0: none).
     queue_expires: float | None = 60.0
+    #: A named queue's `x-max-length` and `x-queue-type` (e.g. "quorum").
     queue_max_length: int | None = None
     queue_type: str | None = None
-    single_active: bool = False
+    #: Partitions: the consistent-hash exchange between the event exchange and the queue.
     partition_exchange: str | None = None
+    #: Names the exclusive queue.
     node_id: str = ""
 
     def __post_init__(self) -> None:

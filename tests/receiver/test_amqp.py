@@ -8,6 +8,7 @@ these tests pin the parser without a broker; the broker tests cover it end to en
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import orjson
 import pytest
@@ -56,7 +57,9 @@ def parse(receiver: Receiver, buf: bytes) -> tuple[int, int]:
     """Parse `buf` with the receiver's parser (made on first use, as for a new connection) and
     ingest the deliveries as the read loop does; return (bytes used, frames)."""
     if receiver.parser is None:
-        receiver.parser = FrameParser(CHANNEL, DEFAULT_FRAME_MAX, receiver.max_message_size)
+        receiver.parser = FrameParser(
+            CHANNEL, DEFAULT_FRAME_MAX, receiver.ingestion.max_message_size
+        )
     pos, frames, deliveries = receiver.parser.parse(buf)
     for body, ctype, cenc, compressed, tag in deliveries:
         if body is None:
@@ -285,24 +288,13 @@ def test_a_large_message_is_parsed_in_linear_work(
     receiver.state.max_field_length = 16 << 20
     ours, theirs = socket.socketpair()
 
-    class Conn:
-        bytes_recv = 0
-        frame_max = 131072
-
-        def blocking_read(self, timeout: float) -> bool:
-            raise AssertionError("no frame for py-amqp here")
-
-    class Transport:
-        sock = ours
-        _read_buffer = b""
-
     def send() -> None:
         for i in range(0, len(stream), 65536):
             theirs.sendall(stream[i : i + 65536])
 
     sender = threading.Thread(target=send, daemon=True)
     sender.start()
-    loop = threading.Thread(target=receiver._read_loop, args=(Conn(), Transport(), CHANNEL))
+    loop = threading.Thread(target=receiver._read_loop, args=(_Conn(), _Transport(ours), CHANNEL))
     loop.daemon = True
     loop.start()
     try:
@@ -341,20 +333,27 @@ def _read_connection(r: Receiver, stream: bytes) -> FrameParser | None:
         def recv(self, size: int) -> bytes:
             return chunks.pop() if chunks else b""
 
-    class Conn:
-        bytes_recv = 0
-        frame_max = 131072
-
-        def blocking_read(self, timeout: float) -> bool:
-            raise AssertionError("no frame for py-amqp here")
-
-    class Transport:
-        sock = Sock()
-        _read_buffer = b""
-
     with pytest.raises(ConnectionError, match="server closed"):
-        r._read_loop(Conn(), Transport(), CHANNEL)
+        r._read_loop(_Conn(), _Transport(Sock()), CHANNEL)
     return r.parser
+
+
+class _Conn:
+    """py-amqp's connection as the read loop sees it, with nothing for py-amqp to read."""
+
+    bytes_recv = 0
+    frame_max = 131072
+
+    def blocking_read(self, timeout: float) -> bool:
+        raise AssertionError("no frame for py-amqp here")
+
+
+class _Transport:
+    """py-amqp's transport as the read loop sees it: a socket and an empty read buffer."""
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+        self._read_buffer = b""
 
 
 def test_a_body_after_an_empty_content_header_is_a_connection_error(receiver: Receiver) -> None:

@@ -124,7 +124,7 @@ def test_any_exception_while_handling_a_message_is_confined_to_it(receiver: Rece
                 raise RuntimeError("unexpected")
             return super().normalize(event, now)
 
-    receiver.clock = Flaky()
+    receiver.ingestion.clock = Flaky()
     with capture_logs() as logs:
         feed(receiver, task(0), task(1))
     assert receiver.stats.rejected_by_reason == {"poison": 1}

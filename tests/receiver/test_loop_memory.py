@@ -5,16 +5,17 @@ real-broker proofs are in test_loop.py)."""
 from __future__ import annotations
 
 import pickle
-from typing import Any
 
 import orjson
 import pytest
-from kombu import Connection, Exchange, Producer
+from kombu import Connection
 
 from evcam.receiver import Receiver, ReceiverHooks
 from evcam.state import State
 from tests.conftest import unique, wait_until
-from tests.receiver.test_loop import running
+from tests.receiver.test_loop import _good, publish_raw, running
+
+URL = "memory://"
 
 
 @pytest.mark.parametrize("url", ["redis://127.0.0.1:6379/0", "memory://"])
@@ -56,30 +57,6 @@ def test_connection_settings_are_applied_to_a_given_connection() -> None:
     )
 
 
-def _publish(exchange: str, items: list[tuple[bytes, str | None, str | None]]) -> None:
-    """Publish raw bodies with the given content labels on the in-process broker."""
-    with Connection("memory://") as conn:
-        ex = Exchange(exchange, type="topic", durable=True, auto_delete=False)
-        producer = Producer(conn.default_channel, exchange=ex)
-        for body, ctype, cenc in items:
-            producer.publish(
-                body, routing_key="task.multi", content_type=ctype, content_encoding=cenc
-            )
-
-
-def _task(i: int) -> dict[str, Any]:
-    return {
-        "type": "task-received",
-        "uuid": f"mem-{i}",
-        "name": "t.add",
-        "hostname": "w@h",
-        "timestamp": 1.0e9 + i,
-        "clock": i + 1,
-        "utcoffset": 0,
-        "pid": 1,
-    }
-
-
 def test_memory_transport_consumes_decodes_rejects_and_stops() -> None:
     """On `memory://` the loop consumes through kombu: good events are applied (a list keeps its
     good elements), non-JSON, invalid JSON and non-events are rejected by reason, on_event sees
@@ -87,24 +64,22 @@ def test_memory_transport_consumes_decodes_rejects_and_stops() -> None:
     exchange = unique("evx-mem")
     seen: list[str] = []
     hooks = ReceiverHooks(on_event=lambda event: seen.append(event["uuid"]))
-    receiver = Receiver(State(), "memory://", hooks=hooks, exchange=exchange, wakeup=False)
-    json_ = "application/json"
+    receiver = Receiver(State(), URL, hooks=hooks, exchange=exchange, wakeup=False)
+    labelled = "application/json", "utf-8"
+    items = [
+        (orjson.dumps(_good(0)), *labelled),
+        (pickle.dumps(_good(1)), "application/x-python-serialize", "binary"),
+        (b"{not json", *labelled),
+        (orjson.dumps([_good(2), 7, _good(3)]), *labelled),
+        (b'"a string"', *labelled),
+    ]
     with running(receiver):
-        _publish(
-            exchange,
-            [
-                (orjson.dumps(_task(0)), json_, "utf-8"),
-                (pickle.dumps(_task(1)), "application/x-python-serialize", "binary"),
-                (b"{not json", json_, "utf-8"),
-                (orjson.dumps([_task(2), 7, _task(3)]), json_, "utf-8"),
-                (b'"a string"', json_, "utf-8"),
-            ],
-        )
+        publish_raw(URL, exchange, items)
         assert wait_until(lambda: receiver.stats.messages >= 5, 10)
         assert receiver.stats.connected
     stats = receiver.stats
-    assert sorted(receiver.state.tasks) == ["mem-0", "mem-2", "mem-3"]
-    assert seen == ["mem-0", "mem-2", "mem-3"]
+    assert sorted(receiver.state.tasks) == ["good-0", "good-2", "good-3"]
+    assert seen == ["good-0", "good-2", "good-3"]
     assert (stats.events, stats.messages) == (3, 5)
     assert stats.rejected_by_reason == {
         "content-type": 1,
@@ -118,15 +93,15 @@ def test_memory_transport_rejects_a_malformed_envelope_without_a_reconnect() -> 
     """An envelope kombu cannot turn into a message (headers that are a list) is one
     `bad-envelope` rejection; the events after it are still applied on the same connection."""
     exchange = unique("evx-mem")
-    receiver = Receiver(State(), "memory://", exchange=exchange, wakeup=False)
+    receiver = Receiver(State(), URL, exchange=exchange, wakeup=False)
     with running(receiver):
         queue = receiver.topology.queue().name
-        with Connection("memory://") as conn:
+        with Connection(URL) as conn:
             channel = conn.default_channel
             envelope = {"body": "e30=", "headers": ["not", "a", "dict"], "properties": {}}
             channel._put(queue, envelope)
-        _publish(exchange, [(orjson.dumps(_task(5)), "application/json", "utf-8")])
+        publish_raw(URL, exchange, [(orjson.dumps(_good(5)), "application/json", "utf-8")])
         assert wait_until(lambda: receiver.stats.messages >= 2, 10)
     assert receiver.stats.rejected_by_reason == {"bad-envelope": 1}
-    assert list(receiver.state.tasks) == ["mem-5"]
+    assert list(receiver.state.tasks) == ["good-5"]
     assert receiver.stats.reconnects == 0

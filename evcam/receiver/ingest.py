@@ -99,7 +99,7 @@ class Ingestion:
             return
         now = time.time()
         normalize = self.clock.normalize
-        feed, on_event, track = state.event, self.hooks.on_event, self.watchdog.track
+        feed, on_event = state.event, self.hooks.on_event
         window = self.window
         pause_seq = window.pause_seq
         acks = window.enabled  # back-pressure and early shots exist in ack mode only
@@ -126,7 +126,7 @@ class Ingestion:
                     self._state_rejected(etype)
                     continue
                 if etype[:1] == "w":
-                    track(etype, event)
+                    self.watchdog.track(etype, event)
                 # Here, and only here, an event has been applied to the state.
                 if on_event is not None:
                     on_event(event)

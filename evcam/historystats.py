@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
-from evcam.cameras.sql import Schema
+from evcam.cameras.sql.tables import Schema
 
 PERCENTILES = (50, 95, 99)
 FETCH_ROWS = 2000

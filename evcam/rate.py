@@ -11,21 +11,14 @@ import math
 
 from kombu.utils.limits import TokenBucket
 
+from evcam.duration import unit_seconds
+
 __all__ = ["ACCEPTED", "RateError", "maxrate_bucket", "parse_maxrate", "rate"]
 
 ACCEPTED = "N/s, N/m or N/h (N a non-negative number, e.g. '10/m', '100/s', '2/h', '0.5/s')"
 
-# Seconds per unit; the long spellings are accepted because people write them.
-_UNITS = {
-    "s": 1.0,
-    "sec": 1.0,
-    "second": 1.0,
-    "m": 60.0,
-    "min": 60.0,
-    "minute": 60.0,
-    "h": 3600.0,
-    "hour": 3600.0,
-}
+# A rate is per second, minute or hour (long spellings such as 'minute' accepted too).
+_RATE_LETTERS = frozenset("smh")
 
 
 class RateError(ValueError):
@@ -52,13 +45,14 @@ def rate(value: str | float | None) -> float:
         raise RateError(value, f"a {type(value).__name__} is not a rate")
     count_text, slash, unit = value.strip().partition("/")
     unit = unit.strip().lower() if slash else "s"
-    if unit not in _UNITS:
+    seconds = unit_seconds(unit, _RATE_LETTERS)
+    if seconds is None:
         raise RateError(value, f"unknown unit {unit!r}")
     try:
         count = float(count_text)
     except ValueError:
         raise RateError(value, f"{count_text.strip()!r} is not a number") from None
-    per_second = _checked(value, count) / _UNITS[unit]
+    per_second = _checked(value, count) / seconds
     # Celery returns the int 0 for a zero rate; keep that so comparisons behave the same.
     return per_second if per_second else 0
 

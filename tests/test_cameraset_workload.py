@@ -18,6 +18,7 @@ import pytest
 from evcam.cameras.sql import SQLCamera
 from evcam.state import State
 from evcam.timer import Timer
+from tests.cameras.sql.test_camera_workload import Consuming, celery_view, stored_rows
 from tests.conftest import ROOT, unique, wait_until
 from tests.support.workload import expected_states, send_workload, settled
 from tests.support.zeroloss import (
@@ -29,7 +30,6 @@ from tests.support.zeroloss import (
     lifecycles,
     stored_states,
 )
-from tests.test_camera_sql_workload import Consuming, celery_view, stored_rows
 from tests.test_daemon import env, evcam_argv, logged, stop
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]

@@ -7,17 +7,35 @@ tests: it stores nothing, so it can never be the slow part.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, TextIO
+from collections.abc import Iterable, Sized
+from typing import Any, Protocol, TextIO
 
 from evcam.camera import Polaroid
 from evcam.log import get_logger
 
-__all__ = ["DumpCamera", "summary"]
+__all__ = ["DumpCamera", "Summarised", "summary"]
 
 logger = get_logger(__name__)
 
 
-def summary(snapshot: Any) -> str:
+class Summarised(Protocol):
+    """What a summary reads of a snapshot (or of a Celery State)."""
+
+    @property
+    def tasks(self) -> Sized: ...
+
+    @property
+    def workers(self) -> Sized: ...
+
+    @property
+    def event_count(self) -> int: ...
+
+    def itertasks(self) -> Iterable[tuple[str, Any]]: ...
+
+    def alive_workers(self) -> Iterable[Any]: ...
+
+
+def summary(snapshot: Summarised) -> str:
     """'12 tasks (SUCCESS=8 STARTED=3 FAILURE=1), 2/3 workers alive, 4210 events'."""
     states = Counter(task.state for _, task in snapshot.itertasks())
     by_state = " ".join(f"{name}={count}" for name, count in sorted(states.items()))

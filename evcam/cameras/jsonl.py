@@ -19,7 +19,8 @@ from typing import Any
 
 import orjson
 
-from evcam.cameras.sql import CameraOptionError, ChangesCamera, task_record, worker_record
+from evcam.cameras.base import CameraOptionError, ChangesCamera
+from evcam.cameras.records import task_record, worker_record
 
 STDOUT = "-"
 OPTIONS = ("path",)

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from evcam.cameras.sql import HistoryStore, create_history_engine
 from evcam.history import history, worker_alive
 from evcam.state import State
-from tests.test_camera_sql import ev
+from tests.cameras.sql.test_store import ev
 
 
 def test_alive_is_derived_from_the_last_heartbeat_and_freq() -> None:

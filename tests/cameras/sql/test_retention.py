@@ -30,8 +30,8 @@ from evcam.cameras.sql import (
 )
 from evcam.state import State
 from evcam.testing import ManualTimer, feed, task
+from tests.cameras.sql.test_upsert import _mysql_store, mysql_url  # noqa: F401 (a fixture)
 from tests.conftest import unique, wait_until
-from tests.test_camera_sql_dialects import _mysql_store, mysql_url  # noqa: F401 (a fixture)
 
 DAY = 86400.0
 NOW = 1_700_000_000.0
@@ -373,7 +373,7 @@ def test_incremental_vacuum_on_an_old_database_warns_and_still_expires(tmp_path:
     _filled(path, 100).engine.dispose()
     store = HistoryStore(create_history_engine(f"sqlite:///{path}", sqlite_vacuum=True))
     assert store.expire(EXPIRE_SUCCESS, now=NOW, vacuum=True) == 100
-    assert store._vacuum_warned
+    assert store.maintenance.vacuum_warned
     assert _pragma(path, "auto_vacuum") == 0
     store.engine.dispose()
 

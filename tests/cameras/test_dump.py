@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 
 from structlog.testing import capture_logs
 
 from evcam.cameras.dump import DumpCamera
 from evcam.testing import run_camera, task, worker
+from tests.conftest import ROOT
 
 
 def test_dump_camera_writes_one_summary_line_per_shot() -> None:
@@ -32,3 +35,11 @@ def test_dump_camera_on_an_empty_state() -> None:
     """An empty cluster gives a short line, not an error."""
     camera = run_camera(DumpCamera, [])
     assert camera.last_summary == "0 tasks, 0/0 workers alive, 0 events"
+
+
+def test_importing_the_dump_camera_loads_no_sqlalchemy() -> None:
+    """The stub camera stays light: importing it (in a fresh interpreter) leaves SQLAlchemy
+    unloaded."""
+    code = "import sys, evcam.cameras.dump; assert 'sqlalchemy' not in sys.modules, 'loaded'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr

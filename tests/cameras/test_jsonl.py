@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from evcam.cameras.base import CameraOptionError
 from evcam.cameras.jsonl import JSONLCamera
-from evcam.cameras.sql import CameraOptionError
 from evcam.state import State
 from evcam.testing import ManualTimer, feed, task, worker
+from tests.conftest import ROOT
 
 
 def read(path: Path) -> list[dict[str, Any]]:
@@ -104,3 +107,11 @@ def test_options_are_checked_and_preflight_makes_the_path_absolute(
         JSONLCamera.preflight({"path": "nowhere/events.jsonl"})
     with pytest.raises(CameraOptionError, match="'url'"):
         JSONLCamera(State(), timer=ManualTimer(), url="sqlite://")
+
+
+def test_importing_the_json_lines_camera_loads_no_sqlalchemy() -> None:
+    """The JSON-lines camera needs no database library: importing it (in a fresh interpreter)
+    leaves SQLAlchemy unloaded, so it runs where SQLAlchemy is slow to import or absent."""
+    code = "import sys, evcam.cameras.jsonl; assert 'sqlalchemy' not in sys.modules, 'loaded'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr

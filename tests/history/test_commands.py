@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from evcam.cameras.sql import HistoryStore, create_history_engine
 from evcam.history import history, parse_when
-from tests.test_camera_sql import ev, tasks_of
+from tests.cameras.sql.test_store import ev, tasks_of
 
 NOW = time.time()
 HOUR = 3600.0

@@ -1,7 +1,7 @@
 """Worker liveness read from one store written by three partitioned evcams, with real Celery
 workers: sampled every second, a live worker never reads offline; a kill -9'ed one reads
 offline once its window (freq*2) passed its last heartbeat; a stopped one's worker-offline is
-stored. (One evcam storing a stopped worker's worker-offline: test_camera_sql_shots.py.)"""
+stored. (One evcam storing a stopped worker's worker-offline: tests/cameras/sql/test_camera.py.)"""
 
 from __future__ import annotations
 

@@ -24,8 +24,8 @@ from sqlalchemy import select
 from evcam.attempts import Attempts, track
 from evcam.cameras.sql import HistoryStore, create_history_engine, task_record
 from evcam.state import State
+from tests.cameras.sql.test_upsert import _drop, _mysql_store, _portable_store, mysql_url
 from tests.conftest import unique
-from tests.test_camera_sql_dialects import _drop, _mysql_store, _portable_store, mysql_url
 
 __all__ = ["mysql_url"]  # the MariaDB fixture, used through `stores`
 

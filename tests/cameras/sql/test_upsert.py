@@ -1,6 +1,6 @@
 """The SQL history store beyond SQLite and PostgreSQL: MySQL/MariaDB and the portable path.
 
-The behaviour tests of tests/test_camera_sql.py run here again with this module's ``store``
+The behaviour tests of tests/cameras/sql/test_store.py run here again with this module's ``store``
 fixture: on the real MariaDB (native ``ON DUPLICATE KEY UPDATE``) and on SQLite forced onto the
 portable read-merge-write path that any other database takes. A property test then feeds random
 out-of-order and duplicated records through the SQL guard and the Python merge and compares the
@@ -23,7 +23,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.engine import make_url
 
 from evcam.cameras.sql import IN_CHUNK, HistoryStore, create_history_engine
-from tests import test_camera_sql as base
+from tests.cameras.sql import test_store as base
 from tests.conftest import reachable, unique
 
 MYSQL_URL = os.environ.get("EVCAM_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/test")

@@ -49,6 +49,29 @@ ACK_POLL = 0.02  # acks mode: longest wait before a requested ack is sent
 MAX_MESSAGE_SIZE = 16 * 1024 * 1024
 
 
+def connection_template(url_or_connection: str | Connection, **settings: Any) -> Connection:
+    """The Connection each connect clones. For a URL, evcam's defaults (heartbeat 60 s, connect
+    timeout 1 s, no TLS); for a Connection, its own, with the settings given (not None) applied
+    on top (a copy: the caller's Connection is left as it was)."""
+    given = {name: value for name, value in settings.items() if value is not None}
+    if isinstance(url_or_connection, Connection):
+        return url_or_connection.clone(**given) if given else url_or_connection
+    defaults = {"heartbeat": 60.0, "connect_timeout": 1.0, "transport_options": {}}
+    return Connection(url_or_connection, **{**defaults, **given})
+
+
+def known_errors(template: Connection) -> tuple[type[BaseException], ...]:
+    """The errors a lost connection raises (logged without a traceback)."""
+    transport = template.transport
+    return (OSError, *transport.connection_errors, *transport.channel_errors)
+
+
+def backoff(attempt: int, start: float, cap: float) -> float:
+    """Capped exponential backoff with jitter (half to full of the capped step)."""
+    step = min(cap, start * (2 ** min(attempt, 30)))
+    return step * random.uniform(0.5, 1.0)
+
+
 class Receiver:
     """Consume the event exchange of `url_or_connection` into `state` (see module docstring)."""
 
@@ -82,26 +105,13 @@ class Receiver:
         ssl: Any = None,
         max_message_size: int = MAX_MESSAGE_SIZE,
     ) -> None:
-        # Connection settings: for a URL, evcam's defaults (heartbeat 60 s, connect timeout
-        # 1 s); for a Connection, its own, with those given here applied on top (a copy: the
-        # caller's Connection is left as it was).
-        given = {
-            name: value
-            for name, value in (
-                ("heartbeat", heartbeat),
-                ("connect_timeout", connect_timeout),
-                ("transport_options", transport_options),
-                ("ssl", ssl),
-            )
-            if value is not None
-        }
-        if isinstance(url_or_connection, Connection):
-            self._template = url_or_connection.clone(**given) if given else url_or_connection
-        else:
-            self._template = Connection(
-                url_or_connection,
-                **{"heartbeat": 60.0, "connect_timeout": 1.0, "transport_options": {}, **given},
-            )
+        self._template = connection_template(
+            url_or_connection,
+            heartbeat=heartbeat,
+            connect_timeout=connect_timeout,
+            transport_options=transport_options,
+            ssl=ssl,
+        )
         driver = self._template.transport.driver_type
         if acks and driver != "amqp":
             raise ValueError(
@@ -206,7 +216,7 @@ class Receiver:
                 self._close()
                 return
             except Exception as exc:  # every failure means: back off, retry
-                interval = self._backoff(attempt)
+                interval = backoff(attempt, self.backoff_start, self.backoff_max)
                 attempt += 1
                 log.warning(
                     "receiver.connect_failed",
@@ -232,7 +242,7 @@ class Receiver:
             except StreamStalled as exc:
                 log.warning("receiver.stream_stalled", url=self.url, detail=str(exc))
             except Exception as exc:  # log it, reconnect, never die silently
-                known = isinstance(exc, self._known_errors())
+                known = isinstance(exc, known_errors(self._template))
                 (log.warning if known else log.exception)(
                     "receiver.connection_lost", url=self.url, error=describe(exc)
                 )
@@ -251,19 +261,6 @@ class Receiver:
             log.warning("receiver.final_ack_failed", error=describe(exc))
 
     # ------------------------------------------------------------------ connection
-
-    def _known_errors(self) -> tuple[type[BaseException], ...]:
-        transport = self._template.transport
-        return (
-            OSError,
-            *transport.connection_errors,
-            *transport.channel_errors,
-        )
-
-    def _backoff(self, attempt: int) -> float:
-        """Capped exponential backoff with jitter (half to full of the capped step)."""
-        step = min(self.backoff_max, self.backoff_start * (2 ** min(attempt, 30)))
-        return step * random.uniform(0.5, 1.0)
 
     def _sleep(self, seconds: float) -> None:
         """Sleep in slices, keeping hooks alive and honouring `should_stop`."""

@@ -98,6 +98,10 @@ from evcam.cameras.sql.tables import (
 )
 from evcam.cameras.sql.upsert import UPSERT_DIALECTS
 
+# The camera's public home: settings, `--camera`, status and the short name `sql` all name it
+# evcam.cameras.sql.SQLCamera, whichever module of the package defines it.
+SQLCamera.__module__ = __name__
+
 __all__ = [
     "ALWAYS_NEW",
     "DEFAULTS",

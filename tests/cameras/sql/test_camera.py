@@ -223,3 +223,12 @@ def test_a_worker_stopped_normally_is_stored_as_not_alive(
     row = stored_worker()
     assert row["alive"] is False and row["last_heartbeat"] is not None
     camera.cancel()
+
+
+def test_the_camera_keeps_its_public_dotted_path() -> None:
+    """Settings, status and the short name `sql` know the camera as
+    evcam.cameras.sql.SQLCamera, the path users pass to --camera."""
+    from evcam.cameraspec import SHORT_NAMES, short_name
+
+    assert f"{SQLCamera.__module__}.{SQLCamera.__qualname__}" == "evcam.cameras.sql.SQLCamera"
+    assert short_name(SQLCamera) == "sql" and SHORT_NAMES["sql"] == "evcam.cameras.sql.SQLCamera"

@@ -40,24 +40,35 @@ Exit codes: 0 stopped cleanly (or --detach while already running), 2 usage error
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def settings_options(command: F) -> F:
-    """Add a click option for every Settings field with command-line flags, in field order.
+def settings_options_of(settings_class: type) -> Callable[[F], F]:
+    """A decorator adding a click option for every field of `settings_class` with command-line
+    flags, in field order.
 
     The field's name is the parameter's name (so `EVCAM_<NAME>` is its variable unless the
     field names others), its default the default, its metadata the rest.
     """
-    for field, meta in reversed(list(settings_fields(Settings))):
-        if not meta.flags:
-            continue
-        default = None if field.default is dataclasses.MISSING else field.default
-        kwargs: dict[str, Any] = {"default": default, "help": meta.help, "envvar": meta.envvar}
-        kwargs.update(meta.click)
-        flag_alone = kwargs.get("is_flag") and "/" not in meta.flags[-1]
-        kwargs.setdefault("show_default", kwargs["default"] is not None and not flag_alone)
-        if isinstance(meta.envvar, tuple):
-            kwargs["envvar"] = list(meta.envvar)
-        command = click.option(*meta.flags, field.name, **kwargs)(command)
-    return command
+
+    def decorate(command: F) -> F:
+        for field, meta in reversed(list(settings_fields(settings_class))):
+            if not meta.flags:
+                continue
+            default = None if field.default is dataclasses.MISSING else field.default
+            kwargs: dict[str, Any] = {"default": default, "help": meta.help}
+            if meta.envvar is not None:
+                kwargs["envvar"] = (
+                    [meta.envvar] if isinstance(meta.envvar, str) else list(meta.envvar)
+                )
+            kwargs.update(meta.click)
+            flag_alone = kwargs.get("is_flag") and "/" not in meta.flags[-1]
+            kwargs.setdefault("show_default", kwargs["default"] is not None and not flag_alone)
+            command = click.option(*meta.flags, field.name, **kwargs)(command)
+        return command
+
+    return decorate
+
+
+#: The options of the daemon: one per Settings field that has command-line flags.
+settings_options = settings_options_of(Settings)
 
 
 class Main(click.Group):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -93,7 +93,8 @@ def camera_kwargs(settings: Settings, timer: Any, spec: CameraSpec | None = None
 
     With `spec` (one camera of several), its own options, `freq` and `maxrate` are used.
     """
-    freq, maxrate, options = settings.freq, settings.maxrate, settings.camera_options
+    freq, maxrate = settings.freq, settings.maxrate
+    options: Mapping[str, Any] = settings.camera_options
     if spec is not None:
         options = spec.options
         freq = settings.freq if spec.freq is None else spec.freq

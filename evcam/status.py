@@ -49,7 +49,8 @@ class Status:
             counters["shots"] = sum(c.get("shots") or 0 for c in per_camera.values())
             counters["camera_errors"] = sum(c.get("errors") or 0 for c in per_camera.values())
             shots_at = [c.get("last_shot_at") for c in per_camera.values()]
-            counters["last_shot_at"] = None if None in shots_at else min(shots_at)
+            known = [at for at in shots_at if at is not None]
+            counters["last_shot_at"] = min(known) if len(known) == len(shots_at) else None
             for key in CLEANUP_COUNTERS:
                 counters.pop(key, None)
             counters["cameras"] = per_camera

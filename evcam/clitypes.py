@@ -84,7 +84,7 @@ def one_or_several(
     return values[0] if len(values) == 1 else tuple(values)
 
 
-def camera_options(
+def parse_camera_options(
     ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
 ) -> MappingProxyType[str, str]:
     """`[CAMERA.]KEY=VALUE` items -> a read-only mapping (the value may contain `=`)."""

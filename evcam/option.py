@@ -13,6 +13,7 @@ import dataclasses
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import MISSING, dataclass
+from functools import partial
 from types import MappingProxyType
 from typing import Any
 
@@ -40,7 +41,7 @@ class Option:
     flags: tuple[str, ...] = ()
     help: str | None = None
     envvar: str | tuple[str, ...] | None = None
-    pass_as: str | None = None
+    pass_as: str | bool | None = None
     shown_as: str | None = None
     show: Callable[[Any, Any], Any] | None = None
     click: Mapping[str, Any] = dataclasses.field(default_factory=lambda: MappingProxyType({}))
@@ -48,12 +49,12 @@ class Option:
 
 def option(
     default: Any = MISSING,
+    flags: str = "",
+    help: str | None = None,
     *,
     group: str,
-    flags: tuple[str, ...] = (),
-    help: str | None = None,
     envvar: str | tuple[str, ...] | None = None,
-    pass_as: str | None = None,
+    pass_as: str | bool | None = None,
     shown_as: str | None = None,
     show: Callable[[Any, Any], Any] | None = None,
     default_factory: Callable[[], Any] | Any = MISSING,
@@ -62,10 +63,11 @@ def option(
 ) -> Any:
     """A Settings field with its metadata.
 
-    `flags`: the command-line declarations (none: not on the command line); the environment
-    variable is `EVCAM_` + the field name unless `envvar` says otherwise. `pass_as`: the
-    keyword under which `group_kwargs(settings, group)` hands the value to the group's
-    consumer (None: not handed over as is). `shown_as`: the key in `describe()` (a dotted key
+    `flags`: the command-line declarations, space-separated (`"-F --frequency --freq"`,
+    `"--acks/--no-acks"`; none: not on the command line); the environment variable is
+    `EVCAM_` + the field name unless `envvar` says otherwise. `pass_as`: the keyword under
+    which `group_kwargs(settings, group)` hands the value to the group's consumer (True: the
+    field's name; None: not handed over as is). `shown_as`: the key in `describe()` (a dotted key
     nests; "" leaves the field out), `show(settings, value)` what it shows there.
     `cli_default`: the command line's default when it differs from the field's (the text
     `INFO` for a level kept as a number). Further keyword arguments go to `click.option`
@@ -75,11 +77,23 @@ def option(
         raise ValueError(f"unknown option group {group!r}; one of {', '.join(GROUPS)}")
     if cli_default is not MISSING:
         click["default"] = cli_default
-    meta = Option(group, flags, help, envvar, pass_as, shown_as, show, MappingProxyType(click))
+    meta = Option(
+        group, tuple(flags.split()), help, envvar, pass_as, shown_as, show, MappingProxyType(click)
+    )
     metadata = {METADATA_KEY: meta}
     if default_factory is not MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+# One declaration helper per group: `for_receiver(default, flags, help, pass_as=..., ...)`.
+for_cameras = partial(option, group="cameras")
+for_receiver = partial(option, group="receiver")
+for_state = partial(option, group="state")
+for_daemon = partial(option, group="daemon")
+for_logging = partial(option, group="logging")
+for_metrics = partial(option, group="metrics")
+runtime_only = partial(option, group="runtime", shown_as="")
 
 
 def options(settings: Any) -> Iterator[tuple[dataclasses.Field[Any], Option]]:
@@ -93,7 +107,7 @@ def options(settings: Any) -> Iterator[tuple[dataclasses.Field[Any], Option]]:
 def group_kwargs(settings: Any, group: str) -> dict[str, Any]:
     """The keyword arguments the consumer of `group` takes: each `pass_as` field's value."""
     return {
-        meta.pass_as: getattr(settings, field.name)
+        field.name if meta.pass_as is True else str(meta.pass_as): getattr(settings, field.name)
         for field, meta in options(settings)
         if meta.group == group and meta.pass_as
     }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass
 from types import MappingProxyType
 from typing import Any
 
@@ -21,12 +21,20 @@ from evcam.clitypes import (
     LevelType,
     OwnerType,
     UmaskType,
-    camera_options,
     one_or_several,
+    parse_camera_options,
     path,
 )
 from evcam.log import LEVELS
-from evcam.option import option
+from evcam.option import (
+    for_cameras,
+    for_daemon,
+    for_logging,
+    for_metrics,
+    for_receiver,
+    for_state,
+    runtime_only,
+)
 from evcam.urls import mask_url, url_host, url_secrets
 
 __all__ = [
@@ -44,8 +52,20 @@ DEFAULT_BROKER = "amqp://guest:guest@localhost:5672//"
 LOG_FORMATS = ("auto", "json", "console")
 
 
+AT_LEAST_1 = click.IntRange(min=1)
+
+
 def _choice(*choices: str) -> click.Choice:
     return click.Choice(choices, case_sensitive=False)
+
+
+def _tls(part: str) -> dict[str, Any]:
+    """The variable and summary key of a --broker-ssl-* file option; its path, made absolute."""
+    return {
+        "envvar": f"EVCAM_BROKER_SSL_{part.upper()}",
+        "shown_as": f"broker_ssl.{part}",
+        "type": path(),
+    }
 
 
 @dataclass(frozen=True)
@@ -53,344 +73,249 @@ class Settings:
     """Everything evcam needs to run; paths are absolute once preflight has checked them."""
 
     # -- cameras: one, or several (a tuple: `--camera` repeated); see evcam.cameraspec --------
-    camera: str | type | tuple[str | type, ...] = option(
+    camera: str | type | tuple[str | type, ...] = for_cameras(
         DEFAULT_CAMERA,
-        group="cameras",
-        flags=("-c", "--camera"),
-        help="Camera: sql, jsonl, dump, or pkg.module.Class / pkg.module:Class. Repeat for "
+        "-c --camera",
+        "Camera: sql, jsonl, dump, or pkg.module.Class / pkg.module:Class. Repeat for "
         "several cameras (EVCAM_CAMERA: space-separated).",
         show=lambda settings, value: settings.camera_name,
         multiple=True,
         cli_default=[DEFAULT_CAMERA],
         callback=one_or_several,
     )
-    camera_options: MappingProxyType[str, Any] = option(
-        group="cameras",
-        flags=("--camera-option",),
-        envvar="EVCAM_CAMERA_OPTION",
-        help="Keyword argument for a camera's constructor (repeatable; values are strings). "
+    camera_options: MappingProxyType[str, Any] = for_cameras(
+        MISSING,
+        "--camera-option",
+        "Keyword argument for a camera's constructor (repeatable; values are strings). "
         "CAMERA: short name, class name or 1-based position; needed with several cameras. "
         "CAMERA.freq and CAMERA.maxrate override --frequency and --maxrate for one camera.",
+        envvar="EVCAM_CAMERA_OPTION",
         default_factory=lambda: MappingProxyType({}),
         multiple=True,
         cli_default=(),
         metavar="[CAMERA.]KEY=VALUE",
-        callback=camera_options,
+        callback=parse_camera_options,
     )
-    freq: float = option(
+    freq: float = for_cameras(
         1.0,
-        group="cameras",
-        flags=("-F", "--frequency", "--freq"),
+        "-F --frequency --freq",
+        "Seconds between snapshots.",
         envvar=("EVCAM_FREQUENCY", "EVCAM_FREQ"),
-        help="Seconds between snapshots.",
         type=POSITIVE,
     )
-    maxrate: str | None = option(
-        None,
-        group="cameras",
-        flags=("-r", "--maxrate"),
-        help="Snapshot rate limit, e.g. 10/m, 2/s.",
+    maxrate: str | None = for_cameras(None, "-r --maxrate", "Snapshot rate limit, e.g. 10/m, 2/s.")
+    cleanup_freq: float = for_cameras(
+        3600.0, "--cleanup-freq", "Seconds between camera cleanups.", type=POSITIVE
     )
-    cleanup_freq: float = option(
-        3600.0,
-        group="cameras",
-        flags=("--cleanup-freq",),
-        help="Seconds between camera cleanups.",
-        type=POSITIVE,
-    )
-    # -- the event stream (evcam.receiver) --------------------------------------------------
-    broker: str = option(
+
+    # -- the event stream (evcam.receiver); `pass_as`: the Receiver's keyword -----------------
+    broker: str = for_receiver(
         DEFAULT_BROKER,
-        group="receiver",
-        flags=("-b", "--broker"),
+        "-b --broker",
+        "Broker URL ('a;b' for failover). Env: EVCAM_BROKER, then CELERY_BROKER_URL.",
         envvar=("EVCAM_BROKER", "CELERY_BROKER_URL"),
-        help="Broker URL ('a;b' for failover). Env: EVCAM_BROKER, then CELERY_BROKER_URL.",
     )
-    exchange: str = option(
-        "celeryev",
-        group="receiver",
-        flags=("--exchange",),
-        help="Event exchange.",
-        pass_as="exchange",
+    exchange: str = for_receiver("celeryev", "--exchange", "Event exchange.", pass_as=True)
+    routing_key: str = for_receiver("#", "--routing-key", "Binding key.", pass_as=True)
+    queue: str | None = for_receiver(
+        None, "--queue", "Fixed queue name (default: a throwaway queue).", pass_as=True
     )
-    routing_key: str = option(
-        "#", group="receiver", flags=("--routing-key",), help="Binding key.", pass_as="routing_key"
+    queue_prefix: str = for_receiver(
+        "celeryev", "--queue-prefix", "Prefix of the throwaway queue's name.", pass_as=True
     )
-    queue: str | None = option(
+    queue_ttl: float | None = for_receiver(
+        5.0, "--queue-ttl", "Message TTL (s).", pass_as=True, type=POSITIVE
+    )
+    queue_expires: float | None = for_receiver(
+        60.0, "--queue-expires", "Queue expiry (s).", pass_as=True, type=POSITIVE
+    )
+    queue_max_length: int | None = for_receiver(
         None,
-        group="receiver",
-        flags=("--queue",),
-        help="Fixed queue name (default: a throwaway queue).",
-        pass_as="queue",
-    )
-    queue_prefix: str = option(
-        "celeryev",
-        group="receiver",
-        flags=("--queue-prefix",),
-        help="Prefix of the throwaway queue's name.",
-        pass_as="queue_prefix",
-    )
-    queue_ttl: float | None = option(
-        5.0,
-        group="receiver",
-        flags=("--queue-ttl",),
-        help="Message TTL (s).",
-        pass_as="queue_ttl",
-        type=POSITIVE,
-    )
-    queue_expires: float | None = option(
-        60.0,
-        group="receiver",
-        flags=("--queue-expires",),
-        help="Queue expiry (s).",
-        pass_as="queue_expires",
-        type=POSITIVE,
-    )
-    queue_max_length: int | None = option(
-        None,
-        group="receiver",
-        flags=("--queue-max-length",),
-        help="Most messages the --queue keeps (RabbitMQ drops the oldest).",
-        pass_as="queue_max_length",
+        "--queue-max-length",
+        "Most messages the --queue keeps (RabbitMQ drops the oldest).",
+        pass_as=True,
         type=click.IntRange(min=1),
     )
-    queue_type: str | None = option(  # "quorum" persists every message (survives restarts)
+    # "quorum" persists every message (the queue survives broker restarts).
+    queue_type: str | None = for_receiver(
         None,
-        group="receiver",
-        flags=("--queue-type",),
-        help="RabbitMQ type of the --queue: quorum keeps events across broker restarts.",
-        pass_as="queue_type",
+        "--queue-type",
+        "RabbitMQ type of the --queue: quorum keeps events across broker restarts.",
+        pass_as=True,
         type=_choice("classic", "quorum"),
     )
-    standby: bool = option(
+    standby: bool = for_receiver(
         False,
-        group="receiver",
-        flags=("--standby",),
-        help="Several evcams on one --queue: declare it single-active-consumer; one consumes, "
+        "--standby",
+        "Several evcams on one --queue: declare it single-active-consumer; one consumes, "
         "the others wait and take over when it dies.",
         pass_as="single_active",
         is_flag=True,
     )
     # Partitioned scale-out: a consistent-hash exchange between the event exchange and the
     # --queue of each evcam of the set (RabbitMQ's rabbitmq_consistent_hash_exchange plugin).
-    partition_exchange: str | None = option(
+    partition_exchange: str | None = for_receiver(
         None,
-        group="receiver",
-        flags=("--partition-exchange",),
-        help="Several evcams, each its own --queue: bind them through this consistent-hash "
+        "--partition-exchange",
+        "Several evcams, each its own --queue: bind them through this consistent-hash "
         "exchange (hashing on the hostname header) so each receives some workers' events.",
-        pass_as="partition_exchange",
+        pass_as=True,
         metavar="NAME",
     )
-    # Zero-loss mode with --queue on AMQP; the runner passes `acks` once preflight's
+    # Zero-loss mode with --queue on AMQP: the runner passes `acks=` once preflight's
     # zero_loss() agreed (False: no_ack everywhere).
-    acks: bool = option(
+    acks: bool = for_receiver(
         True,
-        group="receiver",
-        flags=("--acks/--no-acks",),
-        help="Zero-loss mode with --queue on RabbitMQ: acknowledge events only once stored.",
+        "--acks/--no-acks",
+        "Zero-loss mode with --queue on RabbitMQ: acknowledge events only once stored.",
     )
-    prefetch: int = option(
+    prefetch: int = for_receiver(
         65535,
-        group="receiver",
-        flags=("--prefetch",),
-        help="Zero-loss mode: most unacknowledged messages evcam holds.",
+        "--prefetch",
+        "Zero-loss mode: most unacknowledged messages evcam holds.",
         pass_as="prefetch_count",
         type=click.IntRange(1, 65535),
     )
-    max_message_size: int = option(
+    max_message_size: int = for_receiver(
         16 * 1024 * 1024,
-        group="receiver",
-        flags=("--max-message-size",),
-        help="Largest message body in bytes; larger messages are rejected (too-large).",
-        pass_as="max_message_size",
+        "--max-message-size",
+        "Largest message body in bytes; larger messages are rejected (too-large).",
+        pass_as=True,
         type=click.IntRange(min=1024),
     )
-    wakeup: bool = option(
-        True,
-        group="receiver",
-        flags=("--wakeup/--no-wakeup",),
-        help="Ask workers to say hello.",
-        pass_as="wakeup",
+    wakeup: bool = for_receiver(
+        True, "--wakeup/--no-wakeup", "Ask workers to say hello.", pass_as=True
     )
-    heartbeat: float = option(
-        60.0,
-        group="receiver",
-        flags=("--heartbeat",),
-        help="AMQP heartbeat (s).",
-        pass_as="heartbeat",
-        type=click.FloatRange(min=0),
+    heartbeat: float = for_receiver(
+        60.0, "--heartbeat", "AMQP heartbeat (s).", pass_as=True, type=click.FloatRange(min=0)
     )
-    # TLS brokers: CA bundle, client certificate and key (the runner passes broker_ssl()).
-    ssl_ca: str | None = option(
+    # TLS brokers: CA bundle, client certificate and key; the runner passes broker_ssl().
+    ssl_ca: str | None = for_receiver(
         None,
-        group="receiver",
-        flags=("--broker-ssl-ca",),
+        "--broker-ssl-ca",
+        "TLS broker (amqps://, rediss://): CA bundle to verify it [default: system CAs].",
         envvar="EVCAM_BROKER_SSL_CA",
-        help="TLS broker (amqps://, rediss://): CA bundle to verify it [default: system CAs].",
         shown_as="broker_ssl.ca",
         type=path(),
     )
-    ssl_cert: str | None = option(
-        None,
-        group="receiver",
-        flags=("--broker-ssl-cert",),
-        envvar="EVCAM_BROKER_SSL_CERT",
-        help="TLS broker: client certificate (PEM).",
-        shown_as="broker_ssl.cert",
-        type=path(),
+    ssl_cert: str | None = for_receiver(
+        None, "--broker-ssl-cert", "TLS broker: client certificate (PEM).", **_tls("cert")
     )
-    ssl_key: str | None = option(
+    ssl_key: str | None = for_receiver(
         None,
-        group="receiver",
-        flags=("--broker-ssl-key",),
-        envvar="EVCAM_BROKER_SSL_KEY",
-        help="TLS broker: the client certificate's private key (PEM).",
-        shown_as="broker_ssl.key",
-        type=path(),
+        "--broker-ssl-key",
+        "TLS broker: the client certificate's private key (PEM).",
+        **_tls("key"),
     )
-    ssl_verify: bool = option(
+    ssl_verify: bool = for_receiver(
         True,
-        group="receiver",
-        flags=("--broker-ssl-verify/--no-broker-ssl-verify",),
+        "--broker-ssl-verify/--no-broker-ssl-verify",
+        "Check the broker's certificate (turn off only for testing).",
         envvar="EVCAM_BROKER_SSL_VERIFY",
-        help="Check the broker's certificate (turn off only for testing).",
         shown_as="broker_ssl.verify",
     )
+
     # -- the in-memory model (evcam.state) ----------------------------------------------------
-    max_tasks: int = option(
+    max_tasks: int = for_state(
         10000,
-        group="state",
-        flags=("--max-tasks",),
-        help="Tasks kept in memory.",
+        "--max-tasks",
+        "Tasks kept in memory.",
         pass_as="max_tasks_in_memory",
-        type=click.IntRange(min=1),
+        type=AT_LEAST_1,
     )
-    max_workers: int = option(
+    max_workers: int = for_state(
         5000,
-        group="state",
-        flags=("--max-workers",),
-        help="Workers kept in memory.",
+        "--max-workers",
+        "Workers kept in memory.",
         pass_as="max_workers_in_memory",
-        type=click.IntRange(min=1),
+        type=AT_LEAST_1,
     )
+
     # -- the process (evcam.daemon) -----------------------------------------------------------
-    pidfile: str | None = option(
-        None, group="daemon", flags=("--pidfile",), help="Lock file (flock).", type=path()
-    )
-    detach: bool = option(
+    pidfile: str | None = for_daemon(None, "--pidfile", "Lock file (flock).", type=path())
+    detach: bool = for_daemon(
         False,
-        group="daemon",
-        flags=("--detach/--foreground",),
-        help="Become a background daemon (cron) or stay attached (systemd, terminals).",
+        "--detach/--foreground",
+        "Become a background daemon (cron) or stay attached (systemd, terminals).",
     )
-    uid: int | None = option(
-        None, group="daemon", flags=("--uid",), help="Run as this user.", type=OwnerType("user")
+    uid: int | None = for_daemon(None, "--uid", "Run as this user.", type=OwnerType("user"))
+    gid: int | None = for_daemon(None, "--gid", "Run as this group.", type=OwnerType("group"))
+    umask: int | None = for_daemon(None, "--umask", "Octal umask [detach: 022].", type=UmaskType())
+    workdir: str | None = for_daemon(
+        None, "--workdir", "Working directory [detach: /].", type=path(directory=True)
     )
-    gid: int | None = option(
-        None, group="daemon", flags=("--gid",), help="Run as this group.", type=OwnerType("group")
-    )
-    umask: int | None = option(
-        None,
-        group="daemon",
-        flags=("--umask",),
-        help="Octal umask [detach: 022].",
-        type=UmaskType(),
-    )
-    workdir: str | None = option(
-        None,
-        group="daemon",
-        flags=("--workdir",),
-        help="Working directory [detach: /].",
-        type=path(directory=True),
-    )
+
     # -- logging (evcam.log) ------------------------------------------------------------------
-    logfile: str | None = option(
+    logfile: str | None = for_logging(
         None,
-        group="logging",
-        flags=("-f", "--logfile"),
-        help="Log file (reopened on SIGHUP and when rotated) [default: stderr].",
+        "-f --logfile",
+        "Log file (reopened on SIGHUP and when rotated) [default: stderr].",
         type=path(),
     )
-    loglevel: int = option(
+    loglevel: int = for_logging(
         logging.INFO,
-        group="logging",
-        flags=("-l", "--loglevel"),
-        help=f"One of {', '.join(LEVELS)} (any case).",
+        "-l --loglevel",
+        f"One of {', '.join(LEVELS)} (any case).",
         show=lambda settings, value: logging.getLevelName(value),
         type=LevelType(),
         cli_default="INFO",
     )
-    log_format: str = option(
+    log_format: str = for_logging(
         "auto",
-        group="logging",
-        flags=("--log-format",),
-        help="auto: console on a terminal, JSON lines otherwise.",
+        "--log-format",
+        "auto: console on a terminal, JSON lines otherwise.",
         type=_choice(*LOG_FORMATS),
     )
-    status_interval: float = option(
-        60.0,
-        group="logging",
-        flags=("--status-interval",),
-        help="Seconds between status log lines.",
-        type=POSITIVE,
+    status_interval: float = for_logging(
+        60.0, "--status-interval", "Seconds between status log lines.", type=POSITIVE
     )
+
     # -- the HTTP endpoints (evcam.monitoring): /metrics, /healthz, /readyz -------------------
-    http: str | None = option(  # None = off; "[HOST:]PORT"
+    http: str | None = for_metrics(  # None = off
         None,
-        group="metrics",
-        flags=("--http",),
-        help="Serve /metrics, /healthz and /readyz (a bare port binds 127.0.0.1; suggested 9817).",
+        "--http",
+        "Serve /metrics, /healthz and /readyz (a bare port binds 127.0.0.1; suggested 9817).",
         metavar="[HOST:]PORT",
     )
-    metrics_hostname: str = option(
+    metrics_hostname: str = for_metrics(
         "full",
-        group="metrics",
-        flags=("--metrics-hostname",),
-        help="hostname label: the node name, only the host after @, or empty.",
+        "--metrics-hostname",
+        "hostname label: the node name, only the host after @, or empty.",
         type=_choice("full", "host", "none"),
     )
-    metrics_max_task_names: int = option(
+    metrics_max_task_names: int = for_metrics(
         1000,
-        group="metrics",
-        flags=("--metrics-max-task-names",),
-        help="Task names with their own label; the rest count as name=other.",
-        type=click.IntRange(min=1),
+        "--metrics-max-task-names",
+        "Task names with their own label; the rest count as name=other.",
+        type=AT_LEAST_1,
     )
-    metrics_worker_expiry: float = option(
+    metrics_worker_expiry: float = for_metrics(
         600.0,
-        group="metrics",
-        flags=("--metrics-worker-expiry",),
-        help="Seconds after a worker's last event before its series are removed.",
+        "--metrics-worker-expiry",
+        "Seconds after a worker's last event before its series are removed.",
         type=POSITIVE,
     )
     # Histogram upper bounds ("0.1,1,10" is parsed by preflight); None: the defaults.
-    metrics_buckets: tuple[float, ...] | str | None = option(
-        None,
-        group="metrics",
-        flags=("--metrics-buckets",),
-        help="Runtime histogram bounds, e.g. 0.1,1,10.",
+    metrics_buckets: tuple[float, ...] | str | None = for_metrics(
+        None, "--metrics-buckets", "Runtime histogram bounds, e.g. 0.1,1,10."
     )
-    metrics_wait_buckets: tuple[float, ...] | str | None = option(
-        None,
-        group="metrics",
-        flags=("--metrics-wait-buckets",),
-        help="Queue-wait histogram bounds.",
+    metrics_wait_buckets: tuple[float, ...] | str | None = for_metrics(
+        None, "--metrics-wait-buckets", "Queue-wait histogram bounds."
     )
-    ready_periods: float = option(
+    ready_periods: float = for_metrics(
         5.0,
-        group="metrics",
-        flags=("--ready-periods",),
-        help="/readyz: every camera stored a shot within this many --frequency periods.",
+        "--ready-periods",
+        "/readyz: every camera stored a shot within this many --frequency periods.",
         type=POSITIVE,
     )
-    # -- set by preflight or by the program embedding evcam, never on the command line -------
+
+    # -- set by preflight or by the program embedding evcam; never on the command line -------
     # The resolved cameras (evcam.cameraspec.CameraSpec), filled by preflight.
-    cameras: tuple[Any, ...] = option((), group="runtime", shown_as="")
+    cameras: tuple[Any, ...] = runtime_only(())
     # A Timer to hand to the camera instead of evcam's own (tests, Celery).
-    timer: Any = option(None, group="runtime", shown_as="")
+    timer: Any = runtime_only(None)
     # A Celery app handed to cameras written for Celery's Polaroid.
-    app: Any = option(None, group="runtime", shown_as="")
+    app: Any = runtime_only(None)
 
     def broker_ssl(self) -> dict[str, object] | None:
         """kombu's `ssl=` argument from the --broker-ssl-* options (raises TLSError)."""

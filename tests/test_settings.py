@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from evcam.cli import settings_options_of
-from evcam.option import option, options
+from evcam.option import for_logging, for_receiver, option, options
 from evcam.settings import DEFAULT_CAMERA, Settings
 
 
@@ -28,15 +28,14 @@ def test_settings_are_frozen() -> None:
 class _Extended(Settings):
     """Settings with one more receiver option and one secret, declared as evcam declares its own."""
 
-    queue_priority: int | None = option(
+    queue_priority: int | None = for_receiver(
         None,
-        group="receiver",
-        flags=("--queue-priority",),
-        help="Priority of the --queue.",
+        "--queue-priority",
+        "Priority of the --queue.",
         pass_as="priority",
         type=click.IntRange(min=0),
     )
-    smtp_password: str | None = option(None, group="logging", flags=("--smtp-password",))
+    smtp_password: str | None = for_logging(None, "--smtp-password")
 
 
 def test_a_new_field_reaches_describe_the_command_line_and_its_consumer() -> None:

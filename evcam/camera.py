@@ -44,6 +44,19 @@ __all__ = ["CameraTimer", "Polaroid", "TimerEntry"]
 logger = get_logger(__name__)
 
 
+#: The counters a camera keeps as plain attributes (written only under its capture lock).
+COUNTERS = (
+    "shots",
+    "errors",
+    "skipped",
+    "cleanups",
+    "cleanup_errors",
+    "last_shot_at",
+    "last_duration",
+    "last_error",
+)
+
+
 class TimerEntry(Protocol):
     """A call scheduled on a camera's timer; `cancel()` stops it."""
 
@@ -289,16 +302,8 @@ class Polaroid:
 
     @property
     def stats(self) -> dict[str, Any]:
-        return {
-            "shots": self.shots,
-            "errors": self.errors,
-            "skipped": self.skipped,
-            "cleanups": self.cleanups,
-            "cleanup_errors": self.cleanup_errors,
-            "last_shot_at": self.last_shot_at,
-            "last_duration": self.last_duration,
-            "last_error": self.last_error,
-        }
+        """The counters of `COUNTERS`, by name."""
+        return {name: getattr(self, name) for name in COUNTERS}
 
     def __enter__(self) -> Polaroid:
         self.install()

@@ -25,9 +25,8 @@ from evcam.cameraspec import (
 )
 from evcam.configerror import PreflightError
 from evcam.deliverycheck import check_delivery
+from evcam.preflight import RESERVED_OPTIONS, check_rate
 from evcam.settings import DEFAULT_CAMERA, Settings
-
-RESERVED_OPTIONS = frozenset({"state", "freq", "maxrate", "cleanup_freq", "timer", "app"})
 
 
 def load_camera(spec: str | type) -> Callable[..., Any]:
@@ -128,17 +127,6 @@ def check_camera(
         raise PreflightError(
             option, f"{name}(...) raised {type(exc).__name__}: {exc}", exitcodes.CONFIG
         ) from exc
-
-
-def check_rate(option: str, value: str | None) -> None:
-    if value is None:
-        return
-    from evcam.rate import RateError, parse_maxrate
-
-    try:
-        parse_maxrate(value)
-    except (RateError, ValueError, TypeError) as exc:
-        raise PreflightError(option, str(exc)) from exc
 
 
 def absolute_sqlite_url(url: str, base: str) -> str:

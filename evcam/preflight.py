@@ -9,45 +9,62 @@ evcam.deliverycheck (queue options, zero-loss mode). Their public names are re-e
 from __future__ import annotations
 
 import os
+from importlib import import_module
+from typing import Any
 
 from evcam import exitcodes
-from evcam.cameraload import (
-    RESERVED_OPTIONS,
-    IdleTimer,
-    absolute_sqlite_url,
-    camera_kwargs,
-    check_camera,
-    check_rate,
-    load_camera,
-    resolve_camera_options,
-    resolve_cameras,
-)
 from evcam.configerror import AlreadyRunning, PreflightError
-from evcam.deliverycheck import check_delivery, zero_loss
 from evcam.filecheck import absolute, check_logfile, check_pidfile
-from evcam.httpcheck import check_http
 from evcam.settings import Settings
+
+#: Camera options evcam sets itself (`--camera-option freq=3` is refused).
+RESERVED_OPTIONS = frozenset({"state", "freq", "maxrate", "cleanup_freq", "timer", "app"})
+
+# Names of the check modules, re-exported here but imported on first use: the every-minute
+# cron start of a running instance stops at the pidfile and never needs them.
+_LAZY = {
+    "IdleTimer": "evcam.cameraload",
+    "absolute_sqlite_url": "evcam.cameraload",
+    "camera_kwargs": "evcam.cameraload",
+    "check_camera": "evcam.cameraload",
+    "load_camera": "evcam.cameraload",
+    "resolve_camera_options": "evcam.cameraload",
+    "resolve_cameras": "evcam.cameraload",
+    "check_delivery": "evcam.deliverycheck",
+    "zero_loss": "evcam.deliverycheck",
+    "check_http": "evcam.httpcheck",
+}
+
 
 __all__ = [
     "RESERVED_OPTIONS",
     "AlreadyRunning",
-    "IdleTimer",
     "PreflightError",
-    "absolute_sqlite_url",
-    "camera_kwargs",
-    "check_camera",
-    "check_delivery",
-    "check_http",
     "check_logfile",
     "check_pidfile",
     "check_rate",
     "check_tls",
-    "load_camera",
     "preflight",
-    "resolve_camera_options",
-    "resolve_cameras",
-    "zero_loss",
+    *_LAZY,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'evcam.preflight' has no attribute {name!r}")
+    return getattr(import_module(module), name)
+
+
+def check_rate(option: str, value: str | None) -> None:
+    if value is None:
+        return
+    from evcam.rate import RateError, parse_maxrate
+
+    try:
+        parse_maxrate(value)
+    except (RateError, ValueError, TypeError) as exc:
+        raise PreflightError(option, str(exc)) from exc
 
 
 def check_tls(settings: Settings) -> None:
@@ -75,7 +92,10 @@ def preflight(settings: Settings) -> Settings:
             "--camera-option", f"{sorted(reserved)[0]!r} is set by evcam itself", exitcodes.USAGE
         )
     check_rate("--maxrate", settings.maxrate)
-    settings = check_http(settings)
+    if settings.http is not None:
+        from evcam.httpcheck import check_http
+
+        settings = check_http(settings)
     # Every path is made absolute first: the daemon runs in its --workdir (default "/").
     paths = settings.replace(
         logfile=absolute(settings.logfile),
@@ -95,6 +115,8 @@ def preflight(settings: Settings) -> Settings:
         # Before importing the camera: the every-minute cron start of a running instance
         # stays cheap (no database driver imported just to find the lock held).
         check_pidfile(paths.pidfile, paths.detach)
+    from evcam.cameraload import check_camera, resolve_cameras
+
     specs = resolve_cameras(settings)
     first = specs[0]
     resolved = paths.replace(

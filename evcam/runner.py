@@ -16,19 +16,22 @@ from evcam import __version__, exitcodes, statusfile
 from evcam import log as logsetup
 from evcam.daemon import Signals, start
 from evcam.log import get_logger, parse_level
-from evcam.preflight import (
-    AlreadyRunning,
-    PreflightError,
-    camera_kwargs,
-    preflight,
-    resolve_cameras,
-    zero_loss,
-)
+from evcam.preflight import AlreadyRunning, PreflightError, preflight
 from evcam.settings import Settings, mask_url, url_host, url_secrets
-from evcam.status import CLEANUP_COUNTERS, Status
 from evcam.systemd import Notifier
 
-__all__ = ["CLEANUP_COUNTERS", "Status", "evcam", "run", "serve", "wire_zero_loss"]
+__all__ = ["CLEANUP_COUNTERS", "Status", "evcam", "run", "serve", "wire_zero_loss"]  # noqa: F822
+
+
+def __getattr__(name: str) -> Any:
+    """`Status` and `CLEANUP_COUNTERS` (evcam.status), imported on first use: the cron start of
+    a running instance never needs them."""
+    if name in ("Status", "CLEANUP_COUNTERS"):
+        from evcam import status
+
+        return getattr(status, name)
+    raise AttributeError(f"module 'evcam.runner' has no attribute {name!r}")
+
 
 logger = get_logger(__name__)
 
@@ -135,9 +138,12 @@ def serve(settings: Settings, signals: Signals) -> int:
 
 
 def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: Any) -> int:
+    from evcam.cameraload import camera_kwargs, resolve_cameras
     from evcam.cameraset import ClearGate, SharedSnapshots, cancel_all
+    from evcam.deliverycheck import zero_loss
     from evcam.receiver import Receiver
     from evcam.state import State
+    from evcam.status import Status
     from evcam.timer import Timer
 
     state = State(**settings.kwargs_for("state"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,17 +16,15 @@ from evcam.settings import Settings
 from tests.support.cameras import FileCamera
 
 
+def _file_camera(**changes: Any) -> Settings:
+    """Settings of the test camera (writing to `shots`) with `changes`."""
+    return Settings(camera=FileCamera, camera_options={"path": "shots"}, **changes)
+
+
 def test_paths_are_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Relative logfile/pidfile paths are resolved before a daemon's chdir('/')."""
     monkeypatch.chdir(tmp_path)
-    resolved = preflight(
-        Settings(
-            camera=FileCamera,
-            camera_options={"path": "shots"},
-            logfile="e.log",
-            pidfile="e.pid",
-        )
-    )
+    resolved = preflight(_file_camera(logfile="e.log", pidfile="e.pid"))
     assert resolved.logfile == str(tmp_path / "e.log")
     assert resolved.pidfile == str(tmp_path / "e.pid")
     assert resolved.camera is FileCamera
@@ -38,9 +37,7 @@ def test_tls_files_are_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyP
     for name in ("ca.pem", "cert.pem", "key.pem"):
         (tmp_path / name).write_text("-----BEGIN-----\n")
     resolved = preflight(
-        Settings(
-            camera=FileCamera,
-            camera_options={"path": "shots"},
+        _file_camera(
             broker="amqps://127.0.0.1:9//",
             ssl_ca="ca.pem",
             ssl_cert="cert.pem",
@@ -58,7 +55,7 @@ def test_tls_files_are_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_lock_held_is_success_when_detaching(tmp_path: Path, detach: bool, code: int) -> None:
     """A live holder: --detach means 'already done' (0), --foreground means 'try later' (75)."""
     pidfile = tmp_path / "e.pid"
-    settings = Settings(camera=FileCamera, camera_options={"path": "x"}, pidfile=str(pidfile))
+    settings = _file_camera(pidfile=str(pidfile))
     with PidLock(pidfile), pytest.raises(AlreadyRunning) as info:
         preflight(settings.replace(detach=detach))
     assert info.value.exit_code == code and info.value.pid == os.getpid()

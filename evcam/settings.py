@@ -50,8 +50,7 @@ __all__ = [
 DEFAULT_CAMERA = "evcam.cameras.sql.SQLCamera"
 DEFAULT_BROKER = "amqp://guest:guest@localhost:5672//"
 LOG_FORMATS = ("auto", "json", "console")
-
-
+#: A count that must be at least one.
 AT_LEAST_1 = click.IntRange(min=1)
 
 
@@ -194,9 +193,7 @@ class Settings:
         None,
         "--broker-ssl-ca",
         "TLS broker (amqps://, rediss://): CA bundle to verify it [default: system CAs].",
-        envvar="EVCAM_BROKER_SSL_CA",
-        shown_as="broker_ssl.ca",
-        type=path(),
+        **_tls("ca"),
     )
     ssl_cert: str | None = for_receiver(
         None, "--broker-ssl-cert", "TLS broker: client certificate (PEM).", **_tls("cert")

@@ -23,6 +23,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check evcam tests bench
 	$(BIN)/ruff format --check evcam tests bench
+	$(BIN)/mypy evcam
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -32,22 +32,51 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from evcam.log import get_logger
 from evcam.rate import maxrate_bucket
 from evcam.signal import Signal
-from evcam.timer import Entry, Timer
+from evcam.timer import Timer
 
-__all__ = ["Polaroid"]
+__all__ = ["CameraTimer", "Polaroid", "TimerEntry"]
 
 logger = get_logger(__name__)
+
+
+#: The counters a camera keeps as plain attributes (written only under its capture lock).
+COUNTERS = (
+    "shots",
+    "errors",
+    "skipped",
+    "cleanups",
+    "cleanup_errors",
+    "last_shot_at",
+    "last_duration",
+    "last_error",
+)
+
+
+class TimerEntry(Protocol):
+    """A call scheduled on a camera's timer; `cancel()` stops it."""
+
+    def cancel(self) -> None: ...
+
+
+class CameraTimer(Protocol):
+    """What a camera needs from its timer: evcam.timer.Timer, kombu's (Celery's) timer, or a
+    test's manual one. A timer the camera made itself is also stopped by `cancel()`."""
+
+    def call_repeatedly(self, secs: float, fun: Callable[..., Any], /) -> TimerEntry: ...
+
+    def call_after(self, secs: float, fun: Callable[..., Any], /) -> TimerEntry: ...
 
 
 class Polaroid:
     """Record snapshots of the cluster state: subclass it and override `on_shutter(state)`."""
 
-    #: The timer shared by instances that are given none (None: each instance makes its own).
+    #: The timer shared by instances that are given none (None: each instance makes its own);
+    #: a `CameraTimer` (typed Any: Celery code sets it on the class, and tests replace it).
     timer: Any = None
     #: Sent before `on_shutter` with `sender=state` (the live state) and `snapshot=` the copy.
     shutter_signal = Signal(name="shutter_signal", providing_args={"state", "snapshot"})
@@ -58,8 +87,8 @@ class Polaroid:
     #: Forget what each stored shot showed (ready tasks, workers), to keep the state small.
     clear_after = False
 
-    _tref: Entry | None = None
-    _ctref: Entry | None = None
+    _tref: TimerEntry | None = None
+    _ctref: TimerEntry | None = None
 
     def __init__(
         self,
@@ -67,7 +96,7 @@ class Polaroid:
         freq: float = 1.0,
         maxrate: str | float | None = None,
         cleanup_freq: float = 3600.0,
-        timer: Any = None,
+        timer: CameraTimer | None = None,
         app: Any = None,
     ) -> None:
         # A state without snapshot() (Celery's) is shot as Celery does: under freeze_while.
@@ -273,16 +302,8 @@ class Polaroid:
 
     @property
     def stats(self) -> dict[str, Any]:
-        return {
-            "shots": self.shots,
-            "errors": self.errors,
-            "skipped": self.skipped,
-            "cleanups": self.cleanups,
-            "cleanup_errors": self.cleanup_errors,
-            "last_shot_at": self.last_shot_at,
-            "last_duration": self.last_duration,
-            "last_error": self.last_error,
-        }
+        """The counters of `COUNTERS`, by name."""
+        return {name: getattr(self, name) for name in COUNTERS}
 
     def __enter__(self) -> Polaroid:
         self.install()

@@ -13,16 +13,53 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from evcam.log import get_logger
+from evcam.signal import Signal
 
-__all__ = ["FINAL_SHOT_TIMEOUT", "ClearGate", "SharedSnapshots", "StoredMinimum", "cancel_all"]
+__all__ = [
+    "FINAL_SHOT_TIMEOUT",
+    "Camera",
+    "ClearGate",
+    "ClearingState",
+    "SharedSnapshots",
+    "SnapshotState",
+    "StoredMinimum",
+    "StoringCamera",
+    "cancel_all",
+]
 
 logger = get_logger(__name__)
 
 #: Seconds each camera's final shot may take at stop before evcam stops without it.
 FINAL_SHOT_TIMEOUT = 30.0
+
+
+class Camera(Protocol):
+    """What every camera of the set offers: its final shot. `shoot_soon()`, `clear_after` with
+    `clear_hook`, and `snapshot_source` are used when a camera has them (evcam's Polaroid
+    does; one written for Celery's does not)."""
+
+    def cancel(self) -> None: ...
+
+
+class StoringCamera(Camera, Protocol):
+    """A camera that reports its stored shots (evcam's Polaroid): zero-loss mode acks on it."""
+
+    stored_signal: Signal
+
+
+class ClearingState(Protocol):
+    """The state `ClearGate` clears: it forgets what a stored snapshot showed."""
+
+    def clear_shown(self, snapshot: Any, /) -> None: ...
+
+
+class SnapshotState(Protocol):
+    """The state `SharedSnapshots` copies."""
+
+    def snapshot(self) -> Any: ...
 
 
 class StoredMinimum:
@@ -34,7 +71,7 @@ class StoredMinimum:
     minimum a stale watermark, which the receiver ignores (those deliveries were requeued).
     """
 
-    def __init__(self, receiver: Any, cameras: Mapping[str, Any], state: Any) -> None:
+    def __init__(self, receiver: Any, cameras: Mapping[str, StoringCamera], state: Any) -> None:
         self.receiver, self.state = receiver, state
         self.cameras = dict(cameras)
         self._names = {id(camera): name for name, camera in self.cameras.items()}
@@ -107,7 +144,7 @@ class ClearGate:
     every task or worker it forgets is unchanged since a snapshot each of them has stored.
     """
 
-    def __init__(self, state: Any, cameras: Mapping[str, Any]) -> None:
+    def __init__(self, state: ClearingState, cameras: Mapping[str, Any]) -> None:
         self.state = state
         self.clearing = [
             name
@@ -152,7 +189,7 @@ class SharedSnapshots:
     the rest with its next shot (zero-loss mode acks only what that snapshot held).
     """
 
-    def __init__(self, state: Any, window: float = 0.1) -> None:
+    def __init__(self, state: SnapshotState, window: float = 0.1) -> None:
         self.state, self.window = state, window
         self._last: Any = None
         self._at = 0.0
@@ -176,14 +213,14 @@ class SharedSnapshots:
                 camera.snapshot_source = self
 
 
-def cancel_all(cameras: Mapping[str, Any], timeout: float = FINAL_SHOT_TIMEOUT) -> list[str]:
+def cancel_all(cameras: Mapping[str, Camera], timeout: float = FINAL_SHOT_TIMEOUT) -> list[str]:
     """Every camera's final shot (`cancel()`) in parallel, each bounded by `timeout` seconds.
 
     Returns the names of cameras whose final shot did not finish in time (logged); their
     events stay unacknowledged in zero-loss mode and are redelivered to the next instance.
     """
 
-    def final(name: str, camera: Any) -> None:
+    def final(name: str, camera: Camera) -> None:
         try:
             camera.cancel()
         except Exception:

@@ -185,7 +185,9 @@ def configure(
 ) -> Logging:
     """Route structlog and stdlib logging to one handler: a WatchedFileHandler or a stream."""
     if logfile:
-        handler: logging.Handler = logging.handlers.WatchedFileHandler(logfile, encoding="utf-8")
+        handler: logging.StreamHandler[Any] = logging.handlers.WatchedFileHandler(
+            logfile, encoding="utf-8"
+        )
         target = None  # a file is never a TTY: auto means JSON
     else:
         target = stream if stream is not None else sys.stderr

@@ -83,6 +83,11 @@ def make_state(events: Iterable[Mapping[str, Any]] = (), **state_options: Any) -
     return feed(State(**state_options), events)
 
 
+_Callback = Callable[..., Any]
+_Args = tuple[Any, ...]
+_Kwargs = dict[str, Any] | None
+
+
 class ManualTimer:
     """A timer that never fires on its own: tests call `fire()` (like Celery's MockTimer)."""
 
@@ -93,25 +98,20 @@ class ManualTimer:
     def call_repeatedly(
         self,
         secs: float,
-        fun: Callable[..., Any],
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
+        fun: _Callback,
+        args: _Args = (),
+        kwargs: _Kwargs = None,
         priority: int = 0,
     ) -> Entry:
+        """Run `fun` at every `fire()` (`secs` is kept, not waited for); `priority` is ignored."""
         entry = Entry(fun, args, kwargs, secs=secs)
         self.entries.append(entry)
         return entry
 
-    def call_after(
-        self,
-        secs: float,
-        fun: Callable[..., Any],
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-        priority: int = 0,
-    ) -> Entry:
-        entry = Entry(fun, args, kwargs)
-        self.entries.append(entry)
+    def call_after(self, *args: Any, **kwargs: Any) -> Entry:
+        """The arguments of `call_repeatedly`; the entry runs at the next `fire()` only."""
+        entry = self.call_repeatedly(*args, **kwargs)
+        entry.secs = None
         return entry
 
     @property

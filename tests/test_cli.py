@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,10 @@ from click.testing import CliRunner
 
 from evcam import exitcodes, runner
 from evcam.cli import main
+from evcam.option import options
 from evcam.pidlock import PidLock
 from evcam.settings import DEFAULT_BROKER, DEFAULT_CAMERA, Settings
+from tests.conftest import ROOT
 
 
 @pytest.fixture
@@ -198,3 +201,43 @@ def test_max_message_size_reaches_settings(captured: list[Settings]) -> None:
     assert result.exit_code == 0, result.output
     assert captured[0].max_message_size == 65536
     assert invoke(["--max-message-size", "10"]).exit_code == 2
+
+
+def test_no_options_give_the_settings_defaults(captured: list[Settings]) -> None:
+    """The command line's defaults are the Settings fields' own: a run without options and
+    `evcam.evcam()` without keyword arguments start from the same configuration."""
+    assert invoke([]).exit_code == 0
+    (parsed,) = captured
+    defaults = Settings()
+    for field, meta in options(Settings):
+        if meta.flags:
+            assert getattr(parsed, field.name) == getattr(defaults, field.name), field.name
+
+
+def _readme_options_table() -> list[str]:
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = lines.index("| option | default | meaning |")
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append(line.split("|")[1])
+    return rows
+
+
+def test_the_readme_options_table_matches_the_command_line() -> None:
+    """Every option of `evcam` is in the README (the table, or the metrics section for the
+    --metrics-* ones), and every flag the README's options table names exists."""
+    readme = (ROOT / "README.md").read_text()
+    known = set()
+    for param in main.params:
+        names = [*param.opts, *getattr(param, "secondary_opts", [])]
+        known.update(names)
+        if param.name in ("help", "version"):
+            continue
+        assert any(f"`{name}" in readme for name in names if name.startswith("--")), names
+    table = _readme_options_table()
+    assert table
+    for cell in table:
+        for flag in re.findall(r"`(-[-\w]+)", cell):
+            assert flag in known, flag

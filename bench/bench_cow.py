@@ -37,25 +37,47 @@ BEFORE = "15308a7"
 SIZES = (10_000, 100_000)
 
 
-def _before_module() -> types.ModuleType | None:
-    """evcam/state.py at BEFORE, importable next to the current one (None without git)."""
-    try:
-        source = subprocess.run(
-            ["git", "show", f"{BEFORE}:evcam/state.py"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    spec = importlib.util.spec_from_loader("evcam._state_before", loader=None)
+def _git_source(path: str) -> str:
+    """`path` as of BEFORE."""
+    return subprocess.run(
+        ["git", "show", f"{BEFORE}:{path}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
+
+
+def _load(name: str, path: str) -> types.ModuleType:
+    """Execute `path` as of BEFORE as the module `name` (registered in `sys.modules`)."""
+    spec = importlib.util.spec_from_loader(name, loader=None)
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    exec(compile(source, f"{BEFORE}:evcam/state.py", "exec"), module.__dict__)
+    sys.modules[name] = module
+    exec(compile(_git_source(path), f"{BEFORE}:{path}", "exec"), module.__dict__)
     return module
+
+
+def _before_module() -> types.ModuleType | None:
+    """evcam/state.py at BEFORE, importable next to the current one (None without git).
+
+    Its containers (`evcam.lru`, `evcam.timeline`) have since moved into the state package:
+    they are loaded from BEFORE too, under their old names only while the old module imports
+    them, so the current code never sees them.
+    """
+    moved = ("evcam.lru", "evcam.timeline")
+    try:
+        for name in moved:
+            _load(f"evcam._before_{name.rsplit('.', 1)[1]}", name.replace(".", "/") + ".py")
+        for name in moved:
+            sys.modules[name] = sys.modules[f"evcam._before_{name.rsplit('.', 1)[1]}"]
+        return _load("evcam._state_before", "evcam/state.py")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    finally:
+        for name in moved:
+            sys.modules.pop(name, None)
 
 
 class TimedLock:

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from evcam.state import State
-from evcam.timeline import Timeline
+from evcam.state.timeline import Timeline
 from tests.test_state_differential import Cluster
 
 IDS = ["a", "b", "c", "d", "e", "f", "g"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 import random
 
-from evcam.timeline import LOAD, Timeline
+from evcam.state.timeline import LOAD, Timeline
 
 
 def test_timeline_matches_a_capped_sorted_list() -> None:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from evcam.state import State
 from evcam.state.timeline import Timeline
-from tests.test_state_differential import Cluster
+from tests.state.test_state_differential import Cluster
 
 IDS = ["a", "b", "c", "d", "e", "f", "g"]
 HOSTS = ["w1", "w2", "w3"]

@@ -13,7 +13,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from evcam.state import State
-from evcam.state.timeline import Timeline
 from tests.state.test_state_differential import Cluster
 
 IDS = ["a", "b", "c", "d", "e", "f", "g"]
@@ -183,19 +182,6 @@ def test_snapshot_tasks_pickle_as_plain_tasks() -> None:
     task = next(iter(snap.tasks.values()))
     back = pickle.loads(pickle.dumps(task))
     assert type(back) is State.Task and back.as_dict()["uuid"] == task.uuid
-
-
-def test_timeline_copy_shares_chunks_and_neither_side_sees_the_other() -> None:
-    """A timeline copy shares its chunks; adds and drops on either side stay on that side."""
-    live = Timeline((i, "", i, str(i)) for i in range(0, 3000, 2))
-    frozen = live.copy()
-    before = list(frozen)
-    for i in range(1, 600, 2):
-        live.add((i, "", i, str(i)), cap=1400)
-    assert list(frozen) == before
-    frozen.add((-1, "", -1, "x"), cap=10**6)
-    assert (-1, "", -1, "x") not in list(live)
-    assert list(live) == sorted(list(live)) and len(live) == 1500  # one dropped per add
 
 
 def test_a_parent_copied_for_a_new_child_keeps_its_recency() -> None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from evcam.bounded import safe_repr
 from evcam.log import get_logger
+from evcam.state.changelog import ChangeLog
 from evcam.state.cowtable import CowTable
 from evcam.state.dispatch import create_dispatcher
 from evcam.state.limits import DEFAULT_MAX_FIELD_LENGTH
@@ -70,6 +71,8 @@ class State(Reader):
         # Copy-on-write generation: bumped by every snapshot. A task whose `_gen` is lower may
         # be shared with a snapshot, so the event path copies it before changing it.
         self._cow_gen = [0]
+        # The uuids of changed tasks, so that `Snapshot.changed_tasks` costs what changed.
+        self._changes = ChangeLog(max_tasks_in_memory)
         self.rejected_count = 0
         self.seq = 0
         self.watermark: Any = None

@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from evcam.state.changelog import ChangeLog
 from evcam.state.cowtable import CowTable
 from evcam.state.incarnations import Incarnations
 from evcam.state.limits import (
@@ -58,6 +59,7 @@ class EventTarget(Protocol):
     task_count: int
     seq: int
     _cow_gen: list[int]
+    _changes: ChangeLog
     _table: CowTable
     _timeline: Timeline
     _seen_types: dict[str, None]
@@ -113,6 +115,11 @@ def create_dispatcher(state: EventTarget) -> Callable[[Any], Any]:
     clock_offset = Incarnations(2 * max(1, max_workers)).offset
     high_water = 0  # highest effective clock seen
     cow_gen = state._cow_gen
+    # The change log: one append per task whose `_seq` is set (compacted past its cap).
+    change_log = state._changes
+    log_cap = change_log.cap
+    logged = change_log.entries
+    log = logged.append
     table = state._table
     # The table's bucket lists, bound once (they change only in place): an event writes an
     # owned bucket directly, a shared one through the table (which copies it first).
@@ -153,7 +160,7 @@ def create_dispatcher(state: EventTarget) -> Callable[[Any], Any]:
         return info
 
     def _event(event: Any) -> Any:
-        nonlocal high_water
+        nonlocal high_water, logged, log
         state.event_count += 1
         if type(event) is not dict:
             return reject("not a mapping", event)
@@ -232,6 +239,10 @@ def create_dispatcher(state: EventTarget) -> Callable[[Any], Any]:
                 if task._gen < cow_gen[0]:
                     task = cow(uuid, task)
             task._seq = task._at = seq
+            log(uuid)
+            if len(logged) > log_cap:
+                logged = change_log.compact(tdata)
+                log = logged.append
             d = task.__dict__
 
             if subject == "sent":  # sent by the client, not a worker
@@ -295,6 +306,7 @@ def create_dispatcher(state: EventTarget) -> Callable[[Any], Any]:
                             parent = cow(parent_id, parent)
                         parent._children = {uuid}
                         parent._seq = seq
+                        log(parent_id)
                     elif uuid not in kids:
                         if parent._gen < cow_gen[0]:
                             parent = cow(parent_id, parent)
@@ -303,6 +315,7 @@ def create_dispatcher(state: EventTarget) -> Callable[[Any], Any]:
                             kids = parent._children = _present(kids, tdata)
                         kids.add(uuid)
                         parent._seq = seq
+                        log(parent_id)
                 else:
                     waiting = to_resolve.get(parent_id)
                     if waiting is None:

@@ -13,10 +13,11 @@ import gc
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import cached_property
 from typing import Any, Protocol
 
+from evcam.state.changelog import ChangeLog, ChangeView
 from evcam.state.cowtable import CowTable
 from evcam.state.lru import LRU, CallableIndex, FrozenMap, LazyMap, backing
 from evcam.state.reader import Reader
@@ -30,6 +31,7 @@ class SnapshotSource(Protocol):
 
     _mutex: threading.Lock
     _cow_gen: list[int]
+    _changes: ChangeLog
     _table: CowTable
     _timeline: Timeline
     _seen_types: dict[str, None]
@@ -152,6 +154,7 @@ class Snapshot(Reader):
     max_workers_in_memory: int
     tasks: LazyMap
     workers: FrozenMap
+    _changes: ChangeView
 
     def _index(self, which: int) -> CallableIndex:
         index = CallableIndex(_WeakQuery(self, "_tasks_by_worker" if which else "_tasks_by_type"))
@@ -175,13 +178,24 @@ class Snapshot(Reader):
     def changed_tasks(self, since_seq: int) -> list[Task]:
         """Tasks changed by an event after `since_seq` (least recently changed first).
 
-        Only the changed tasks are made: the others are skipped on the shared objects.
+        Only the changed tasks are made, and only the tasks the change log names after the
+        latest shot at or before `since_seq` are looked at: the cost is what changed since.
         """
         tasks = self.tasks
-        changed = [(task._at, uuid) for uuid, task in tasks.table.items() if task._seq > since_seq]
+        table = tasks.table
+        uuids = self._changes.candidates(since_seq)
+        rows: Iterable[tuple[str, Any]]
+        if uuids is None:  # older than any shot the change log remembers
+            rows = table.items()
+        else:
+            find = table.get
+            rows = ((uuid, find(uuid)) for uuid in uuids)
+        changed = [
+            (task._at, uuid) for uuid, task in rows if task is not None and task._seq > since_seq
+        ]
         changed.sort()
-        get = tasks.__getitem__
-        return [get(uuid) for _, uuid in changed]
+        make = tasks.__getitem__
+        return [make(uuid) for _, uuid in changed]
 
     def changed_workers(self, since_seq: int) -> list[Worker]:
         """Workers changed by an event after `since_seq`."""
@@ -230,6 +244,8 @@ def take_snapshot(state: SnapshotSource) -> Snapshot:
             if len(table) != len(tdata):  # changed behind the state's back: resync
                 table.clear()
                 table.update(tdata)
+                state._changes.reset(state.seq)  # and the change log cannot tell what changed
+            snap._changes = state._changes.view(state.seq)
             source = table.freeze()
             for hostname, worker in state.workers.data.items():
                 workers[hostname] = copies[id(worker)] = copy_worker(worker)

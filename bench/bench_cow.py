@@ -7,6 +7,8 @@ current one, so both are measured in the same run on the same machine:
 * ingest: events per CPU second with a shot taken (and dropped) after every CPU second of
   ingest, divided by the same with no shots, state only (no camera, no broker; best of 3);
 * event path: events per CPU second with no snapshot outstanding, after / before;
+* changed_tasks: what a camera's read costs at 100,000 tasks with 1 % changed, from the
+  change log against a scan of every task (same snapshot, same answer);
 * memory: tracemalloc bytes allocated by a shot after 1 % of the tasks changed, over a full copy;
   peak RSS of 1,000,000 events into a 100,000-task state with a shot (kept until the next)
   every 100,000 events, each implementation in its own subprocess; the same at
@@ -187,6 +189,39 @@ def shot_allocation(state_cls: type, tasks: int) -> dict[str, float]:
     return {"bytes": allocated}
 
 
+def _scan_changed(snap: Any, since_seq: int) -> list[Any]:
+    """What `changed_tasks` cost before the change log: a scan of every task kept."""
+    tasks = snap.tasks
+    rows = sorted((t._at, u) for u, t in tasks.table.items() if t._seq > since_seq)
+    return [tasks[uuid] for _, uuid in rows]
+
+
+def changed_tasks_cost(tasks: int = 100_000, rounds: int = 15) -> dict[str, float]:
+    """`changed_tasks` of a shot after 1 % of `tasks` changed: the change log's tail against
+    a scan of every task (the same snapshot, same answer, interleaved rounds, median)."""
+    from evcam.state import State
+
+    state = _filled(State, tasks)
+    first = state.snapshot()
+    now = time.time()
+    for clock, uuid in enumerate(list(state.tasks.data)[: tasks // 100]):
+        state.event({"type": "task-progress", "uuid": uuid, "hostname": "celery@bench0",
+                     "timestamp": now, "local_received": now, "clock": 10**7 + clock})  # fmt: skip
+    second = state.snapshot()
+    logged = second.changed_tasks(first.seq)
+    assert logged == _scan_changed(second, first.seq) and len(logged) == tasks // 100
+    took: dict[str, list[float]] = {"log": [], "scan": []}
+    for round_ in range(rounds):
+        ways = [("log", second.changed_tasks), ("scan", lambda s: _scan_changed(second, s))]
+        for name, way in ways if round_ % 2 else ways[::-1]:
+            started = time.perf_counter()
+            way(first.seq)
+            took[name].append(time.perf_counter() - started)
+    log_ms = statistics.median(took["log"]) * 1000
+    scan_ms = statistics.median(took["scan"]) * 1000
+    return {"log_ms": log_ms, "scan_ms": scan_ms, "scan_over_log": scan_ms / log_ms}
+
+
 def memory_child(which: str, tasks: int, n_events: int) -> None:
     """In a subprocess: ingest with shots, print peak RSS and the slowest shot's lock time."""
     import json
@@ -250,6 +285,10 @@ def main() -> dict[str, Any]:
             share = row["after"]["alloc"]["bytes"] / row["before"]["alloc"]["bytes"]
             results[tasks]["alloc_after_over_full_copy"] = share
             print(f"  1%-changed shot allocation, after / full copy: {share:.3f}")
+    cost = results["changed_tasks_100k"] = changed_tasks_cost()
+    log_ms, scan_ms = cost["log_ms"], cost["scan_ms"]
+    print(f"\nchanged_tasks, 100,000 tasks, 1 % changed: {log_ms:.2f} ms from the log, "
+          f"{scan_ms:.2f} ms scanning every task ({cost['scan_over_log']:.0f}x)")  # fmt: skip
     mem = {name: memory(name, 100_000, 1_000_000) for name in classes}
     results["memory_100k"] = mem
     for name, figures in mem.items():

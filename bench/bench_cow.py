@@ -24,14 +24,13 @@ import importlib.util
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import tracemalloc
 import types
 from pathlib import Path
 from typing import Any
 
-from bench.bench_state import lifecycle_events
+from bench.bench_state import TimedLock, lifecycle_events
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The last commit whose snapshot copied the whole model under the lock.
@@ -80,24 +79,6 @@ def _before_module() -> types.ModuleType | None:
     finally:
         for name in moved:
             sys.modules.pop(name, None)
-
-
-class TimedLock:
-    """A lock that records how long it was held."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.held: list[float] = []
-        self._since = 0.0
-
-    def __enter__(self) -> TimedLock:
-        self._lock.acquire()
-        self._since = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.held.append(time.perf_counter() - self._since)
-        self._lock.release()
 
 
 def _filled(state_cls: type, tasks: int) -> Any:

@@ -36,6 +36,13 @@ from evcam.state.worker import Worker as _Worker
 from evcam.states import TASK_EVENT_TO_STATE
 
 _MISSING = object()
+#: The rejection reasons of a task or worker event whose identifying fields are unusable.
+BAD_TASK_EVENT = (
+    "task event with missing or invalid uuid, hostname, timestamp, clock, local_received or name"
+)
+BAD_WORKER_EVENT = (
+    "worker event with missing or invalid hostname, timestamp, local_received or freq"
+)
 
 
 class EventTarget(Protocol):
@@ -201,11 +208,7 @@ def create_dispatcher(state: EventTarget) -> Callable[[Any], Any]:
                 or type(get("root_id")) not in str_or_none
                 or type(get("state")) not in str_or_none
             ):
-                return reject(
-                    "task event with missing or invalid uuid, hostname, "
-                    "timestamp, clock, local_received or name",
-                    event,
-                )
+                return reject(BAD_TASK_EVENT, event)
             problem = field_problem(event, max_len)
             if problem is not None:
                 return reject(problem, event)
@@ -354,11 +357,7 @@ def create_dispatcher(state: EventTarget) -> Callable[[Any], Any]:
                 or not 0 <= freq < MAX_TIME
                 or "heartbeats" in event
             ):
-                return reject(
-                    "worker event with missing or invalid hostname, timestamp, "
-                    "local_received or freq",
-                    event,
-                )
+                return reject(BAD_WORKER_EVENT, event)
             problem = field_problem(event, max_len)
             if problem is not None:
                 return reject(problem, event)

@@ -8,7 +8,6 @@ import gc
 import pickle
 import time
 import tracemalloc
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -336,29 +335,17 @@ def test_a_state_restored_with_one_index_has_no_none_key_in_snapshots() -> None:
 class RecordingTask(Task):
     """A task class that extends `event`, as a subclass of Celery's may."""
 
-    def event(
-        self,
-        type_: str,
-        timestamp: float | None = None,
-        local_received: float | None = None,
-        fields: dict[str, Any] | None = None,
-    ) -> None:
+    def event(self, type_: str, *args: Any) -> None:
         self.__dict__.setdefault("subjects", []).append(type_)
-        super().event(type_, timestamp, local_received, fields)
+        super().event(type_, *args)
 
 
 class RecordingWorker(Worker):
     """A worker class that extends `event`."""
 
-    def event(
-        self,
-        type_: str | None,
-        timestamp: float | None = None,
-        local_received: float | None = None,
-        fields: Mapping[str, Any] | None = None,
-    ) -> None:
+    def event(self, type_: str | None, *args: Any) -> None:
         self.__dict__.setdefault("subjects", []).append(type_)
-        super().event(type_, timestamp, local_received, fields)
+        super().event(type_, *args)
 
 
 class RecordingState(State):

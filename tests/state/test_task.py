@@ -5,24 +5,11 @@ from __future__ import annotations
 
 import pickle
 import time
-from typing import Any
 
 import pytest
 
 from evcam.state import State, Task
-
-
-def task_event(subject: str, uuid: str, clock: int = 1, **fields: Any) -> dict[str, Any]:
-    now = time.time()
-    return {
-        "type": f"task-{subject}",
-        "uuid": uuid,
-        "hostname": "w@h",
-        "timestamp": now,
-        "local_received": now,
-        "clock": clock,
-        **fields,
-    }
+from tests.state.test_limits import task_event
 
 
 def test_task_equality_by_uuid() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evcam.cowtable import CowTable
+from evcam.state.cowtable import CowTable
 
 keys = st.text(alphabet="abcdefghij", min_size=1, max_size=3)
 ops = st.lists(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 import random
 
-from evcam.timeline import LOAD, Timeline
+from evcam.state.timeline import LOAD, Timeline
 
 
 def test_timeline_matches_a_capped_sorted_list() -> None:
@@ -37,3 +37,16 @@ def test_timeline_copy_is_independent_and_reset_sorts() -> None:
     assert list(timeline) == [(8,), (9,)]
     timeline.clear()
     assert list(timeline) == [] and len(timeline) == 0
+
+
+def test_timeline_copy_shares_chunks_and_neither_side_sees_the_other() -> None:
+    """A timeline copy shares its chunks; adds and drops on either side stay on that side."""
+    live = Timeline((i, "", i, str(i)) for i in range(0, 3000, 2))
+    frozen = live.copy()
+    before = list(frozen)
+    for i in range(1, 600, 2):
+        live.add((i, "", i, str(i)), cap=1400)
+    assert list(frozen) == before
+    frozen.add((-1, "", -1, "x"), cap=10**6)
+    assert (-1, "", -1, "x") not in list(live)
+    assert list(live) == sorted(list(live)) and len(live) == 1500  # one dropped per add

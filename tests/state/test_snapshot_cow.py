@@ -13,8 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from evcam.state import State
-from evcam.timeline import Timeline
-from tests.test_state_differential import Cluster
+from tests.state.test_state_differential import Cluster
 
 IDS = ["a", "b", "c", "d", "e", "f", "g"]
 HOSTS = ["w1", "w2", "w3"]
@@ -185,19 +184,6 @@ def test_snapshot_tasks_pickle_as_plain_tasks() -> None:
     assert type(back) is State.Task and back.as_dict()["uuid"] == task.uuid
 
 
-def test_timeline_copy_shares_chunks_and_neither_side_sees_the_other() -> None:
-    """A timeline copy shares its chunks; adds and drops on either side stay on that side."""
-    live = Timeline((i, "", i, str(i)) for i in range(0, 3000, 2))
-    frozen = live.copy()
-    before = list(frozen)
-    for i in range(1, 600, 2):
-        live.add((i, "", i, str(i)), cap=1400)
-    assert list(frozen) == before
-    frozen.add((-1, "", -1, "x"), cap=10**6)
-    assert (-1, "", -1, "x") not in list(live)
-    assert list(live) == sorted(list(live)) and len(live) == 1500  # one dropped per add
-
-
 def test_a_parent_copied_for_a_new_child_keeps_its_recency() -> None:
     """A shared parent copied because a child arrived keeps its place in the order a later
     snapshot shows (the case the property test first found)."""
@@ -210,3 +196,61 @@ def test_a_parent_copied_for_a_new_child_keeps_its_recency() -> None:
     expected = deep_view(state)
     assert deep_view(state.snapshot()) == expected
     assert expected["order"] == ["b", "a"]
+
+
+def full_scan(snap: Any, since: int) -> list[str]:
+    """What changed_tasks answered by scanning every task kept: `_seq > since`, by `_at`."""
+    rows = sorted((t._at, u) for u, t in snap.tasks.table.items() if t._seq > since)
+    return [uuid for _, uuid in rows]
+
+
+change_operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("event"), events()),
+        st.tuples(st.just("event"), events()),
+        st.tuples(st.just("event"), events()),
+        st.tuples(st.just("snapshot"), st.none()),
+        st.tuples(st.just("clear_shown"), st.booleans()),
+        st.tuples(st.just("drop"), st.integers(0, 10)),
+        st.tuples(st.just("behind"), st.sampled_from(IDS)),
+    ),
+    max_size=120,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    ops=change_operations,
+    max_tasks=st.integers(1, 8),
+    cap=st.integers(1, 40),
+    extra=st.lists(st.integers(-2, 130)),
+)
+def test_changed_tasks_equals_the_full_scan_whatever_the_interleaving(
+    ops: list[tuple[str, Any]], max_tasks: int, cap: int, extra: list[int]
+) -> None:
+    """For every snapshot held and every `since_seq` (each earlier shot's seq, its own, and
+    arbitrary ones), changed_tasks names exactly the tasks a scan of every task finds, in the
+    same order, through events, evictions, clear_shown, dropped snapshots, compactions of the
+    change log (its cap drawn small, so that live tasks are compacted) and tasks removed
+    behind the state's back; the log stays bounded."""
+    state = State(max_tasks_in_memory=max_tasks, max_workers_in_memory=2)
+    state._changes.cap = cap  # read once, when the event path is built at the first event
+    held: list[Any] = []
+    seqs: list[int] = [0]
+    for op, arg in ops:
+        if op == "event":
+            state.event(arg)
+        elif op == "snapshot":
+            held.append(state.snapshot())
+            seqs.append(state.seq)
+        elif op == "clear_shown" and held:
+            state.clear_shown(held[-1], ready=arg)
+        elif op == "drop" and held:
+            held.pop(arg % len(held))
+        elif op == "behind":
+            state.tasks.data.pop(arg, None)  # the table twin finds out at the next snapshot
+        # Compaction leaves at most the tasks kept; an event appends at most two entries.
+        assert len(state._changes.entries) <= max(cap, max_tasks) + 2
+        for snap in held:
+            for since in {*seqs, *extra, snap.seq}:
+                assert [t.uuid for t in snap.changed_tasks(since)] == full_scan(snap, since)

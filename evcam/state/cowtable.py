@@ -18,15 +18,13 @@ from typing import Any
 BUCKET_LOAD = 48
 
 
-class FrozenTable(Mapping):
-    """A read-only view of a CowTable at the moment of `freeze()` (its buckets are shared)."""
+class _BucketReads:
+    """The lookups both tables make: hash, mask, one bucket."""
 
-    __slots__ = ("_buckets", "_len", "_mask")
+    __slots__ = ()
 
-    def __init__(self, buckets: list[dict[Any, Any]]) -> None:
-        self._buckets = buckets
-        self._mask = len(buckets) - 1
-        self._len = -1
+    _buckets: list[dict[Any, Any]]
+    _mask: int
 
     def __getitem__(self, key: Any) -> Any:
         return self._buckets[hash(key) & self._mask][key]
@@ -36,6 +34,17 @@ class FrozenTable(Mapping):
 
     def __contains__(self, key: object) -> bool:
         return key in self._buckets[hash(key) & self._mask]
+
+
+class FrozenTable(_BucketReads, Mapping):
+    """A read-only view of a CowTable at the moment of `freeze()` (its buckets are shared)."""
+
+    __slots__ = ("_buckets", "_len", "_mask")
+
+    def __init__(self, buckets: list[dict[Any, Any]]) -> None:
+        self._buckets = buckets
+        self._mask = len(buckets) - 1
+        self._len = -1
 
     def __iter__(self) -> Iterator[Any]:
         return chain.from_iterable(self._buckets)
@@ -52,7 +61,7 @@ class FrozenTable(Mapping):
         return chain.from_iterable(bucket.values() for bucket in self._buckets)
 
 
-class CowTable:
+class CowTable(_BucketReads):
     """A mutable hash table (set, get, pop, clear, update) with an O(buckets) `freeze()`."""
 
     __slots__ = ("_buckets", "_gen", "_mask", "_owned")
@@ -83,15 +92,6 @@ class CowTable:
         if self._owned[index] != self._gen[0]:
             bucket = self._own(index)
         bucket[key] = value
-
-    def __getitem__(self, key: Any) -> Any:
-        return self._buckets[hash(key) & self._mask][key]
-
-    def get(self, key: Any, default: Any = None) -> Any:
-        return self._buckets[hash(key) & self._mask].get(key, default)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._buckets[hash(key) & self._mask]
 
     def pop(self, key: Any, default: Any = None) -> Any:
         index = hash(key) & self._mask

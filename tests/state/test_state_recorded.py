@@ -2,7 +2,7 @@
 Celery's State and evcam's State reach the same conclusions from it.
 
 Set EVCAM_RECORD_EVENTS=1 to also rewrite the committed fixture tests/data/celery_events.jsonl
-(which tests/test_state_differential.py replays without a broker).
+(which tests/state/test_state_differential.py replays without a broker).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import wait_until
-from tests.test_state_differential import (
+from tests.state.test_state_differential import (
     RECORDED,
     assert_same,
     feed,

@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from evcam.state import Snapshot, State
-from tests.test_state_differential import Cluster, state_view
+from tests.state.test_state_differential import Cluster, state_view
 
 
 def task_event(subject: str, uuid: str, clock: int, hostname: str = "w1", **fields: Any) -> dict:

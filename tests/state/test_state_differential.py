@@ -20,7 +20,7 @@ from celery.events.state import State as CeleryState
 
 from evcam.state import State
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parent.parent / "data"
 RECORDED = DATA / "celery_events.jsonl"
 
 # Keys of a Celery Task's/Worker's __dict__ that are its plumbing, not event data.

@@ -136,8 +136,9 @@ class TaskSet(MutableSet):
         self.data[task.uuid] = task
 
     def discard(self, task: Any) -> None:
-        if self.data.get(task.uuid) is task:
-            del self.data[task.uuid]
+        uuid = task.uuid
+        if self.data.get(uuid) is task:
+            del self.data[uuid]
 
     def __repr__(self) -> str:
         return f"TaskSet({sorted(self.data)!r})"

@@ -6,14 +6,12 @@ import copy
 import pickle
 import random
 import time
-from decimal import Decimal
 from itertools import count
 from typing import Any
 
 import pytest
-from structlog.testing import capture_logs
 
-from evcam.state import State, Task, Worker, heartbeat_expires
+from evcam.state import State, Worker
 
 
 class Replay:
@@ -49,127 +47,6 @@ def worker_event(subject: str, hostname: str, **fields: Any) -> dict[str, Any]:
         "local_received": fields.pop("local_received", time.time()),
         **fields,
     }
-
-
-# -- Worker ---------------------------------------------------------------------------------
-
-
-def test_worker_equality_and_hash_by_hostname() -> None:
-    """Workers are equal and hash alike exactly when their hostnames are equal."""
-    assert Worker(hostname="foo") == Worker(hostname="foo")
-    assert Worker(hostname="foo") != Worker(hostname="bar")
-    assert hash(Worker(hostname="foo")) == hash(Worker(hostname="foo"))
-    assert len({Worker(hostname="foo"), Worker(hostname="foo")}) == 1
-
-
-def test_heartbeat_expires_accepts_decimal() -> None:
-    """Decimal timestamps and frequencies (some JSON decoders) work like floats."""
-    assert heartbeat_expires(Decimal("344313.37"), freq=60) == pytest.approx(344433.37)
-    worker = Worker(hostname="foo", freq=Decimal("5.0"))
-    worker.event("heartbeat", time.time(), time.time())
-    assert worker.alive
-
-
-def test_worker_pickles() -> None:
-    """A pickled worker comes back with its fields."""
-    worker = Worker(hostname="foo", pid=3, freq=2.0, heartbeats=[1.0, 2.0], sw_ver="5")
-    back = pickle.loads(pickle.dumps(worker))
-    assert back == worker
-    assert (back.pid, back.freq, back.heartbeats, back.sw_ver) == (3, 2.0, [1.0, 2.0], "5")
-
-
-def test_worker_update_sets_attributes() -> None:
-    """update() sets every key of the mapping and of the keyword arguments."""
-    worker = Worker(hostname="foo")
-    worker.update({"pid": 7, "foo": 1}, processed=3)
-    assert (worker.pid, worker.foo, worker.processed, worker.id) == (7, 1, 3, "foo.7")
-
-
-def test_heartbeat_without_timestamp_is_not_recorded() -> None:
-    """A heartbeat with no timestamp leaves the heartbeat list empty."""
-    worker = Worker(hostname="foo")
-    worker.event("heartbeat", None, time.time())
-    assert worker.heartbeats == []
-    assert not worker.alive
-
-
-def test_drift_warning_once_per_hostname() -> None:
-    """A sender clock 20 s off our receive time is reported once for that hostname."""
-    worker = Worker(hostname="drifty-host-for-test")
-    now = time.time()
-    with capture_logs() as logs:
-        worker.event("heartbeat", now - 20, now)
-        worker.event("heartbeat", now - 19, now + 1)
-    drift = [log for log in logs if "drift" in log["event"]]
-    assert len(drift) == 1
-    assert drift[0]["hostname"] == "drifty-host-for-test"
-    assert drift[0]["drift"] == 20
-
-
-def test_older_heartbeat_is_inserted_in_order() -> None:
-    """A late heartbeat is sorted in; the newest stays last and at most four are kept."""
-    worker = Worker(hostname="foo")
-    for received in (10.0, 20.0, 30.0, 40.0, 15.0):
-        worker.event("heartbeat", received, received)
-    assert worker.heartbeats == [15.0, 20.0, 30.0, 40.0]
-    worker.event("heartbeat", 50.0, 50.0)
-    assert worker.heartbeats == [20.0, 30.0, 40.0, 50.0]
-
-
-# -- Task -----------------------------------------------------------------------------------
-
-
-def test_task_equality_by_uuid() -> None:
-    """Tasks are equal and hash alike exactly when their uuids are equal."""
-    assert Task(uuid="foo") == Task(uuid="foo")
-    assert Task(uuid="foo") != Task(uuid="bar")
-    assert hash(Task(uuid="foo")) == hash(Task(uuid="foo"))
-
-
-def test_task_info_shows_set_fields() -> None:
-    """info() lists the non-None default fields, plus requested extras."""
-    task = Task(uuid="abc", name="add", args="(2, 2)", kwargs="{}", retries=0, eta=None)
-    assert set(task.info()) == {"args", "kwargs", "retries"}
-    assert set(task.info(fields=("name", "eta"), extra=["uuid"])) == {"name", "uuid"}
-
-
-def test_task_pickles_through_as_dict() -> None:
-    """A pickled task keeps its fields."""
-    task = Task(uuid="abc", name="add", state="SUCCESS", result="4", parent_id="p", root_id="r")
-    back = pickle.loads(pickle.dumps(task))
-    assert back.as_dict() == task.as_dict()
-    assert back.parent_id == "p"
-
-
-def test_task_ready_after_succeeded() -> None:
-    """A task is ready once it succeeded; sent puts it in PENDING."""
-    task = Task(uuid="abc")
-    task.event("sent", time.time(), time.time(), {})
-    assert task.state == "PENDING"
-    assert not task.ready
-    task.event("succeeded", time.time(), time.time(), {})
-    assert task.state == "SUCCESS"
-    assert task.ready
-
-
-def test_task_merge_keeps_higher_state() -> None:
-    """Late started/received never undo FAILURE, but received still fills name and args;
-    a retry then applies unconditionally."""
-    task = Task(uuid="abc")
-    task.event("failed", 3.0, 3.0, {"exception": "E"})
-    task.event("started", 2.0, 2.0, {})
-    task.event("received", 1.0, 1.0, {"name": "add", "args": "(2, 2)", "hostname": "h"})
-    assert task.state == "FAILURE"
-    assert (task.name, task.args, task.failed, task.started, task.received) == (
-        "add",
-        "(2, 2)",
-        3.0,
-        2.0,
-        1.0,
-    )
-    assert "hostname" not in vars(task)  # received's merge rule keeps only its fields
-    task.event("retried", 4.0, 4.0, {})
-    assert task.state == "RETRY"
 
 
 # -- State ----------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 from celery.events.state import State as CeleryState
 from structlog.testing import capture_logs
 
-from evcam.state import MAX_EVENT_FIELDS, State
+from evcam.state import MAX_EVENT_FIELDS, State, Task, Worker
 
 
 def task_event(subject: str, uuid: str, clock: int, hostname: str = "w1", **fields: Any) -> dict:
@@ -332,19 +332,68 @@ def test_a_state_restored_with_one_index_has_no_none_key_in_snapshots() -> None:
         }
 
 
-def test_readers_work_on_any_mapping_assigned_to_tasks_and_workers() -> None:
-    """As with Celery's State, a plain dict assigned to `state.tasks` or `state.workers` (camera
-    tests do this) is read by itertasks, tasks_by_time, alive_workers and the task links."""
-    source = State()
-    now = time.time()
-    source.event(task_event("received", "p", 1, name="t"))
-    source.event(task_event("received", "c", 2, name="t", parent_id="p"))
-    source.event({**WORKER, "timestamp": now, "local_received": now})
-    for state in (source, source.snapshot()):
-        state.tasks = dict(state.tasks.items())
-        state.workers = dict(state.workers.items())
-        assert [uuid for uuid, _ in state.itertasks()] == ["p", "c"]
-        assert [uuid for uuid, _ in state.tasks_by_time()] == ["c", "p"]
-        assert [worker.hostname for worker in state.alive_workers()] == ["w1"]
-        assert state.tasks["c"].parent is state.tasks["p"]
-        assert [child.uuid for child in state.tasks["p"].children] == ["c"]
+class RecordingTask(Task):
+    """A task class that extends `event`, as a subclass of Celery's may."""
+
+    def event(self, type_: str, *args: Any) -> None:
+        self.__dict__.setdefault("subjects", []).append(type_)
+        super().event(type_, *args)
+
+
+class RecordingWorker(Worker):
+    """A worker class that extends `event`."""
+
+    def event(self, type_: str | None, *args: Any) -> None:
+        self.__dict__.setdefault("subjects", []).append(type_)
+        super().event(type_, *args)
+
+
+class RecordingState(State):
+    Task = RecordingTask
+    Worker = RecordingWorker
+
+
+OUT_OF_ORDER = [
+    task_event("failed", "a", 3, exception="E", timestamp=30.0),
+    task_event("started", "a", 2, timestamp=20.0),
+    task_event("received", "a", 1, name="add", args="(2, 2)", client="c", timestamp=10.0),
+    task_event("received", "b", 4, name="mul", timestamp=40.0),
+    task_event("progress", "b", 5, timestamp=50.0),
+    task_event("started", "b", 6, timestamp=60.0),
+    task_event("retried", "a", 7, timestamp=70.0),
+]
+
+
+def test_a_task_class_that_overrides_event_gets_the_same_merge_rule() -> None:
+    """With a Task subclass that extends `event`, every accepted task event goes through it,
+    and the tasks end exactly as the built-in path leaves them (late events merged, not
+    moving the state back; RETRY applied unconditionally)."""
+    plain, custom = State(), RecordingState()
+    for event in OUT_OF_ORDER:
+        plain.event(dict(event))
+        custom.event(dict(event))
+    assert custom.tasks["a"].subjects == ["failed", "started", "received", "retried"]
+    assert custom.tasks["b"].subjects == ["received", "progress", "started"]
+    for uuid in ("a", "b"):
+        mine = dict(vars(custom.tasks[uuid]))
+        del mine["subjects"]
+        assert mine == vars(plain.tasks[uuid])
+    assert custom.tasks["a"].state == "RETRY" and custom.tasks["a"].name == "add"
+    assert custom.tasks["b"].state == "PROGRESS"  # a custom state outranks STARTED
+    assert "client" not in vars(custom.tasks["a"])  # received's merge rule keeps its fields
+
+
+def test_a_worker_class_that_overrides_event_gets_the_same_heartbeat_rule() -> None:
+    """With a Worker subclass that extends `event`, worker events go through it and leave
+    the same heartbeats (sorted, at most `heartbeat_max`) as the built-in path."""
+    plain, custom = State(), RecordingState()
+    for received in (10.0, 20.0, 30.0, 40.0, 15.0, 50.0):
+        event = {**WORKER, "timestamp": received, "local_received": received, "freq": 2.0}
+        plain.event(dict(event))
+        custom.event(dict(event))
+    mine, theirs = custom.workers["w1"], plain.workers["w1"]
+    assert mine.subjects == ["heartbeat"] * 6
+    assert mine.heartbeats == theirs.heartbeats == [20.0, 30.0, 40.0, 50.0]
+    assert (mine.freq, mine._seq) == (theirs.freq, theirs._seq)
+    custom.event({**WORKER, "type": "worker-offline", "timestamp": 60.0, "local_received": 60.0})
+    assert mine.subjects[-1] == "offline" and mine.heartbeats == []

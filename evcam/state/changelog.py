@@ -69,10 +69,10 @@ class ChangeLog:
         return ChangeView(entries, end, marks)
 
     def reset(self, seq: int) -> None:
-        """Forget everything: the tasks changed behind the state's back, so no tail before
-        `seq` can be trusted (readers asking about an older shot get a full scan)."""
-        self.entries = []
-        self.marks = ((seq, 0),)
+        """Forget the marks: the tasks changed behind the state's back, so no tail before
+        `seq` can be trusted (readers asking about an older shot get a full scan). The list
+        itself stays: the event path appends to it, and snapshots read it."""
+        self.marks = ((seq, len(self.entries)),)
 
     def compact(self, alive: Container[Any]) -> list[str]:
         """Keep the last entry of each task in `alive`, in order; move the marks; return the

@@ -77,3 +77,18 @@ def test_a_question_older_than_every_mark_is_answered_by_a_full_scan() -> None:
     assert [t.uuid for t in snap.changed_tasks(-1)] == ["old"] + [
         f"t{c}" for c in range(2, MAX_MARKS + 10)
     ]
+
+
+def test_after_a_resync_the_log_still_sees_new_changes() -> None:
+    """A task removed behind the state's back makes the next shot resync its table and forget
+    the marks; a task changed after that shot is still found from it (the event path keeps
+    appending to the list the shots read), and an older question is a full scan."""
+    state = State(max_tasks_in_memory=1)
+    state.event(received("a", 1))
+    state.tasks.data.pop("a")
+    first = state.snapshot()
+    state.event(dict(received("a", 2), type="task-sent"))
+    second = state.snapshot()
+    assert [t.uuid for t in second.changed_tasks(first.seq)] == ["a"]
+    assert second._changes.candidates(0) is None
+    assert [t.uuid for t in second.changed_tasks(0)] == ["a"]

@@ -97,8 +97,9 @@ class Timer:
         """Run `fun(*args, **kwargs)` every `secs` seconds; the first run is `secs` from now."""
         if not secs or secs <= 0:
             raise ValueError(f"a repeating timer needs a positive period, got {secs!r}")
-        entry = Entry(fun, args, kwargs, secs=float(secs))
-        self._push(self.clock() + entry.secs, priority, entry)
+        period = float(secs)
+        entry = Entry(fun, args, kwargs, secs=period)
+        self._push(self.clock() + period, priority, entry)
         return entry
 
     def call_after(

@@ -87,9 +87,7 @@ def _drain(queue: str, monitored: Monitored | None) -> tuple[float, float]:
     from evcam.state import State
 
     state = State()
-    receiver = Receiver(
-        state, URL, exchange=EXCHANGE, queue=queue, wakeup=False, stats_interval=None
-    )
+    receiver = Receiver(state, URL, exchange=EXCHANGE, queue=queue, wakeup=False)
     if monitored is not None:
         receiver.on_event = monitored.metrics.event
         monitored.exporter.receiver, monitored.exporter.state = receiver, state

@@ -130,13 +130,13 @@ class EventMetrics:
         tasks, totals = self.tasks, self.totals
         pending = tasks.pending
         pending_get, pending_pop = pending.get, pending.pop
-        finished, finished_before = tasks.finished, tasks.finished_before
-        max_finished, max_pending = tasks.max_finished, tasks.max_pending
-        next_generation, add_task = tasks.next_generation, tasks.add
+        finished = tasks.finished
+        max_finished, max_pending = 2 * tasks.max_finished, tasks.max_pending
+        forget_finished, add_task = tasks.forget_finished, tasks.add
         runtime_bounds, wait_bounds = totals.runtime.bounds, totals.received_wait.bounds
         names_get, name_of = self.labels.names.get, self.labels.name
         handlers_get = self._handlers.get
-        unknown_cell, relabel, row = self._unknown_cell, self._relabel, totals.row
+        unknown_cell, cell_for, row = self._unknown_cell, self._cell_for, totals.row
         drop = self._drop
         number = NUMBER
         node_cells_get = totals.node_cells.get
@@ -147,38 +147,44 @@ class EventMetrics:
                 if etype == "task-received":
                     uuid = ev.get("uuid")
                     task = pending_get(uuid)  # type: ignore[arg-type]
+                    received = ev.get("timestamp")
+                    if type(received) not in number:
+                        received = None
+                    eta = ev.get("eta")
+                    node = ev.get("hostname")
                     if task is None:
-                        if type(uuid) is not str or uuid in finished or uuid in finished_before:
+                        if type(uuid) is not str or uuid in finished:
                             unknown_cell(ev)[RECEIVED_N] += 1
                             return
                         name = ev.get("name")
+                        name = names_get(name) or name_of(name)  # type: ignore[arg-type]
+                        cell = node_cells_get((name, node, None)) or cell_for(name, node, None)
                         task = [
-                            names_get(name) or name_of(name),  # type: ignore[arg-type]
+                            name,
                             None,
                             None,
+                            received,
                             None,
-                            None,
-                            None,
+                            eta_timestamp(eta) if eta else None,
                             ev.get("local_received"),
-                            UNSET,
-                            None,
+                            node,
+                            cell,
                         ]
                         if len(pending) < max_pending:
                             pending[uuid] = task  # type: ignore[index]
                         else:
                             add_task(uuid, task)  # type: ignore[arg-type]
-                    received = ev.get("timestamp")
-                    task[RECEIVED] = received if type(received) in number else None
+                        cell[RECEIVED_N] += 1
+                        return
+                    task[RECEIVED] = received
                     task[STARTED] = None  # a retry is a new delivery: its wait starts again
-                    eta = ev.get("eta")
                     if eta:
                         task[ETA] = eta_timestamp(eta)
-                    node = ev.get("hostname")
                     if node == task[NODE]:
                         task[CELL][RECEIVED_N] += 1
                     else:
-                        cell = node_cells_get((task[NAME], node, task[QUEUE])) or relabel(
-                            task, node
+                        cell = node_cells_get((task[NAME], node, task[QUEUE])) or cell_for(
+                            task[NAME], node, task[QUEUE]
                         )
                         task[NODE], task[CELL] = node, cell
                         cell[RECEIVED_N] += 1
@@ -191,8 +197,8 @@ class EventMetrics:
                     if node == task[NODE]:
                         cell = task[CELL]
                     else:
-                        cell = node_cells_get((task[NAME], node, task[QUEUE])) or relabel(
-                            task, node
+                        cell = node_cells_get((task[NAME], node, task[QUEUE])) or cell_for(
+                            task[NAME], node, task[QUEUE]
                         )
                         task[NODE], task[CELL] = node, cell
                     cell[STARTED_N] += 1
@@ -230,12 +236,12 @@ class EventMetrics:
                         if node == task[NODE]:
                             cell = task[CELL]
                         else:
-                            cell = node_cells_get((task[NAME], node, task[QUEUE])) or relabel(
-                                task, node
+                            cell = node_cells_get((task[NAME], node, task[QUEUE])) or cell_for(
+                                task[NAME], node, task[QUEUE]
                             )
                         finished[uuid] = None  # type: ignore[index]
                         if len(finished) >= max_finished:
-                            next_generation()
+                            forget_finished()
                     cell[SUCCEEDED_N] += 1
                     runtime: Any = ev.get("runtime")
                     if type(runtime) in number:
@@ -258,11 +264,11 @@ class EventMetrics:
         """The cell of an event whose task is not pending (never seen, evicted, finished)."""
         return self.totals.cell(self._labels(None, event))
 
-    def _relabel(self, task: list[Any], node: Any) -> list[Any]:
-        """The cell of a task's worker events from `node` (cached until the node or queue
-        changes)."""
-        labels = (task[NAME], self.labels.host(node), task[QUEUE] or self.default_queue)
-        return self.totals.node_cell((task[NAME], node, task[QUEUE]), labels)
+    def _cell_for(self, name: str, node: Any, queue: str | None) -> list[Any]:
+        """The cell of a task's worker events from `node`, remembered under (name, node,
+        queue) for the tasks that follow."""
+        labels = (name, self.labels.host(node), queue or self.default_queue)
+        return self.totals.node_cell((name, node, queue), labels)
 
     def _labels(self, task: list[Any] | None, event: Event) -> tuple[str, ...]:
         """(name, hostname, queue_name) of a worker's event; cached per task and node."""
@@ -270,7 +276,7 @@ class EventMetrics:
         if task is None:
             return self.name(event.get("name")), self.host(node), self.default_queue
         if node != task[NODE]:
-            task[CELL], task[NODE] = self._relabel(task, node), node
+            task[CELL], task[NODE] = self._cell_for(task[NAME], node, task[QUEUE]), node
         return task[CELL][CELL_LABELS]  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ the rarer events

@@ -3,8 +3,8 @@
 A task-succeeded or task-failed event carries no task name: the name (and queue, and the times
 needed for the wait histograms) are kept per task id from its task-sent / task-received event
 until it finishes, in `pending` (bounded by `max_pending`: the oldest is forgotten and counted
-as `pending_evicted`). Recently finished ids are kept in two generations of at most
-`max_finished` each, so that a late task-sent makes no phantom unfinished task. The scrape
+as `pending_evicted`). The last `max_finished` to `2 * max_finished` finished ids are kept, so
+that a late task-sent makes no phantom unfinished task. The scrape
 thread reads the age of the oldest unfinished task per (queue, name) from here.
 """
 
@@ -43,13 +43,12 @@ class PendingTasks:
         self.max_pending = max_pending
         self.max_finished = max_finished
         self.pending: dict[str, list[Any]] = {}
-        self.finished: dict[str, None] = {}
-        self.finished_before: dict[str, None] = {}
+        self.finished: dict[str, None] = {}  # recently finished ids, oldest first
         self.evicted = 0
 
     def admits(self, uuid: Any) -> bool:
         """May `uuid` become pending (a string id that did not finish recently)?"""
-        return type(uuid) is str and uuid not in self.finished and uuid not in self.finished_before
+        return type(uuid) is str and uuid not in self.finished
 
     def add(self, uuid: str, task: list[Any]) -> list[Any]:
         """Remember `task`, forgetting the oldest one if the map is full."""
@@ -62,15 +61,16 @@ class PendingTasks:
 
     def finish(self, uuid: str) -> None:
         self.finished[uuid] = None
-        if len(self.finished) >= self.max_finished:
-            self.next_generation()
+        if len(self.finished) >= 2 * self.max_finished:
+            self.forget_finished()
 
-    def next_generation(self) -> None:
-        """The current generation of finished ids becomes the previous one (both dicts stay
-        the same objects: the event path holds them)."""
-        self.finished_before.clear()
-        self.finished_before.update(self.finished)
-        self.finished.clear()
+    def forget_finished(self) -> None:
+        """Keep only the newest `max_finished` finished ids (in the same dict: the event path
+        holds it)."""
+        finished = self.finished
+        newest = list(finished)[-self.max_finished :]
+        finished.clear()
+        finished.update(dict.fromkeys(newest))
 
     def unlabel(self, hostname: str) -> None:
         """Tasks labelled with `hostname` get a fresh cell with their next event."""

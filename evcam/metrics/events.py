@@ -27,7 +27,7 @@ from evcam.metrics.counters import (
     SUCCEEDED_N,
     TaskCounters,
 )
-from evcam.metrics.histogram import DEFAULT_BUCKETS, DEFAULT_WAIT_BUCKETS, Histogram
+from evcam.metrics.histogram import DEFAULT_BUCKETS, DEFAULT_WAIT_BUCKETS
 from evcam.metrics.labels import Labels, exception_label
 from evcam.metrics.pending import (
     CELL,
@@ -72,6 +72,11 @@ class EventMetrics:
         self.default_queue = default_queue
         self.dropped: dict[str, int] = {}  # events the metrics could not count, by reason
         self.name, self.host, self.sender = self.labels.name, self.labels.host, self.labels.sender
+        # The parts' state under the names the read side and the tests use (never rebound).
+        self.pending, self.names = self.tasks.pending, self.labels.names
+        self.workers = self.liveness.workers
+        self.runtime, self.failed_runtime = self.totals.runtime, self.totals.failed_runtime
+        self.sent_wait, self.received_wait = self.totals.sent_wait, self.totals.received_wait
         self._handlers: dict[str, Callable[[Event], None]] = {
             "task-sent": self._sent,
             "task-failed": self._failed,
@@ -83,35 +88,6 @@ class EventMetrics:
             "worker-offline": self.liveness.offline,
         }
         self.event = self._fast_path()  # type: ignore[method-assign,assignment]
-
-    # The parts' state, under the names the read side and the tests use.
-    @property
-    def pending(self) -> dict[str, list[Any]]:
-        return self.tasks.pending
-
-    @property
-    def names(self) -> dict[str, str]:
-        return self.labels.names
-
-    @property
-    def workers(self) -> dict[str, list[Any]]:
-        return self.liveness.workers
-
-    @property
-    def runtime(self) -> Histogram:
-        return self.totals.runtime
-
-    @property
-    def failed_runtime(self) -> Histogram:
-        return self.totals.failed_runtime
-
-    @property
-    def sent_wait(self) -> Histogram:
-        return self.totals.sent_wait
-
-    @property
-    def received_wait(self) -> Histogram:
-        return self.totals.received_wait
 
     # ------------------------------------------------------------------ the event path
 
@@ -137,6 +113,8 @@ class EventMetrics:
         names_get, name_of = self.labels.names.get, self.labels.name
         handlers_get = self._handlers.get
         unknown_cell, cell_for, row = self._unknown_cell, self._cell_for, totals.row
+        sent_wait = self._sent_wait
+        task_cell = self._task_cell
         drop = self._drop
         number = NUMBER
         node_cells_get = totals.node_cells.get
@@ -202,20 +180,12 @@ class EventMetrics:
                         )
                         task[NODE], task[CELL] = node, cell
                     cell[STARTED_N] += 1
-                    started = ev.get("timestamp")
+                    started: Any = ev.get("timestamp")
                     if type(started) in number:
                         task[STARTED] = started
+                        if task[SENT] is not None:  # only with task_send_sent_event
+                            sent_wait(task, cell, started)
                         eta = task[ETA]
-                        since = task[SENT]
-                        if since is not None:
-                            if eta is not None and eta > since:
-                                since = eta
-                            wait = started - since
-                            if wait < 0.0:
-                                wait = 0.0
-                            hist = cell[SENT_WAIT] or row(cell, SENT_WAIT)
-                            hist[bisect_left(wait_bounds, wait)] += 1
-                            hist[-1] += wait
                         since = task[RECEIVED]
                         if since is not None:
                             if eta is not None and eta > since:
@@ -232,13 +202,8 @@ class EventMetrics:
                     if task is None:
                         cell = unknown_cell(ev)
                     else:
-                        node = ev.get("hostname")
-                        if node == task[NODE]:
-                            cell = task[CELL]
-                        else:
-                            cell = node_cells_get((task[NAME], node, task[QUEUE])) or cell_for(
-                                task[NAME], node, task[QUEUE]
-                            )
+                        node = ev.get("hostname")  # the task is done: no need to cache
+                        cell = task[CELL] if node == task[NODE] else task_cell(task, node)
                         finished[uuid] = None  # type: ignore[index]
                         if len(finished) >= max_finished:
                             forget_finished()
@@ -257,6 +222,14 @@ class EventMetrics:
 
         return event
 
+    def _sent_wait(self, task: list[Any], cell: list[Any], started: float) -> None:
+        """Observe the wait from task-sent (or the ETA, if later) to task-started."""
+        since = task[SENT] if task[ETA] is None else max(task[SENT], task[ETA])
+        wait = max(0.0, started - since)
+        hist = cell[SENT_WAIT] or self.totals.row(cell, SENT_WAIT)
+        hist[bisect_left(self.totals.sent_wait.bounds, wait)] += 1
+        hist[-1] += wait
+
     def _drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
@@ -270,13 +243,16 @@ class EventMetrics:
         labels = (name, self.labels.host(node), queue or self.default_queue)
         return self.totals.node_cell((name, node, queue), labels)
 
+    def _task_cell(self, task: list[Any], node: Any) -> list[Any]:
+        return self._cell_for(task[NAME], node, task[QUEUE])
+
     def _labels(self, task: list[Any] | None, event: Event) -> tuple[str, ...]:
         """(name, hostname, queue_name) of a worker's event; cached per task and node."""
         node = event.get("hostname")
         if task is None:
             return self.name(event.get("name")), self.host(node), self.default_queue
         if node != task[NODE]:
-            task[CELL], task[NODE] = self._cell_for(task[NAME], node, task[QUEUE]), node
+            task[CELL], task[NODE] = self._task_cell(task, node), node
         return task[CELL][CELL_LABELS]  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ the rarer events

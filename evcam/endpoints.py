@@ -125,7 +125,10 @@ class Health:
                 reasons.append(f"camera {name}: no shot stored in the {since:.0f}s since start")
             elif since > window:
                 reasons.append(f"camera {name}: last stored shot {since:.0f}s ago (> {window:g}s)")
-        result = {"status": "fail" if reasons else "ok", "cameras_last_shot_seconds_ago": cameras}
+        result: dict[str, Any] = {
+            "status": "fail" if reasons else "ok",
+            "cameras_last_shot_seconds_ago": cameras,
+        }
         if reasons:
             result["reasons"] = reasons
         return not reasons, result
@@ -136,7 +139,7 @@ class Server:
 
     def __init__(self, host: str, port: int, registry: CollectorRegistry, health: Health) -> None:
         handler = type("Handler", (_Handler,), {"registry": registry, "health": health})
-        server_class = ThreadingHTTPServer
+        server_class: type[ThreadingHTTPServer] = ThreadingHTTPServer
         if ":" in host:
             server_class = type(
                 "Server6", (ThreadingHTTPServer,), {"address_family": socket.AF_INET6}

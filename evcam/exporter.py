@@ -202,7 +202,8 @@ class Exporter:
         for reason, count in sorted(dict(by_reason or {}).items()):
             rejected.add_metric([str(reason)], count)
         yield rejected
-        age = raw.last_event_age() if callable(getattr(raw, "last_event_age", None)) else None
+        last_event_age = getattr(raw, "last_event_age", None)
+        age = last_event_age() if callable(last_event_age) else None
         if age is not None:
             yield GaugeMetricFamily(
                 "evcam_last_event_age_seconds", "Seconds since the last accepted event.", value=age

@@ -17,8 +17,8 @@ from evcam.metrics import EventMetrics
 from evcam.receiver import ReceiverStats
 from evcam.state import State
 from tests.conftest import IN_CI, ROOT
+from tests.support.metricsevents import W1, ev, lifecycle
 from tests.test_exporter import FakeCamera, FakeReceiver, scrape
-from tests.test_metrics import W1, ev, lifecycle
 
 RULES = ROOT / "deploy" / "prometheus" / "evcam-alerts.yml"
 RULE_TESTS = ROOT / "deploy" / "prometheus" / "evcam-alerts.test.yml"

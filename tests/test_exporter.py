@@ -12,7 +12,7 @@ from evcam.exporter import Exporter
 from evcam.metrics import EventMetrics
 from evcam.receiver import ReceiverStats
 from evcam.state import State
-from tests.test_metrics import W1, ev, lifecycle
+from tests.support.metricsevents import W1, ev, lifecycle
 
 
 class FakeCamera:

@@ -1,0 +1,343 @@
+"""`EventMetrics`: the receiver's per-event hook, counting task and worker events.
+
+`event(event)` is called by the receiver once per event the state accepted, on its thread. It
+only updates counters, histogram rows and the small bounded maps of its parts (`Labels`,
+`PendingTasks`, `TaskCounters`, `WorkerLiveness`); everything Prometheus sees is built from them
+at scrape time. Counts come from the events themselves, not from the cluster model, so they stay
+exact whatever the model evicts (`--max-tasks`).
+
+Thread safety: one thread (the receiver's) writes; the scrape thread reads copies. Every update
+is a single dict or list item assignment, atomic under the GIL.
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from evcam.metrics.counters import (
+    CELL_LABELS,
+    RECEIVED_N,
+    RECEIVED_WAIT,
+    RUNTIME,
+    SENT_WAIT,
+    STARTED_N,
+    SUCCEEDED_N,
+    TaskCounters,
+)
+from evcam.metrics.histogram import DEFAULT_BUCKETS, DEFAULT_WAIT_BUCKETS
+from evcam.metrics.labels import Labels, exception_label
+from evcam.metrics.pending import (
+    CELL,
+    ETA,
+    NAME,
+    NODE,
+    QUEUE,
+    RECEIVED,
+    SENT,
+    STARTED,
+    UNSET,
+    PendingTasks,
+    eta_timestamp,
+    record,
+)
+from evcam.metrics.workers import Series, WorkerLiveness
+
+DEFAULT_QUEUE = "celery"  # a task whose task-sent event was not seen (celery-exporter's default)
+NUMBER = (float, int)
+Event = dict[str, Any]
+
+
+class EventMetrics:
+    """Counters of task and worker events (see module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        hostname_mode: str = "full",
+        max_task_names: int = 1000,
+        buckets: Sequence[float] = DEFAULT_BUCKETS,
+        wait_buckets: Sequence[float] = DEFAULT_WAIT_BUCKETS,
+        max_pending: int = 100_000,
+        max_finished: int = 10_000,
+        default_queue: str = DEFAULT_QUEUE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.labels = Labels(hostname_mode, max_task_names)
+        self.tasks = PendingTasks(max_pending, max_finished)
+        self.totals = TaskCounters(buckets, wait_buckets)
+        self.liveness = WorkerLiveness(clock)
+        self.default_queue = default_queue
+        self.dropped: dict[str, int] = {}  # events the metrics could not count, by reason
+        self.name, self.host, self.sender = self.labels.name, self.labels.host, self.labels.sender
+        # The parts' state under the names the read side and the tests use (never rebound).
+        self.pending, self.names = self.tasks.pending, self.labels.names
+        self.workers = self.liveness.workers
+        self.runtime, self.failed_runtime = self.totals.runtime, self.totals.failed_runtime
+        self.sent_wait, self.received_wait = self.totals.sent_wait, self.totals.received_wait
+        self._handlers: dict[str, Callable[[Event], None]] = {
+            "task-sent": self._sent,
+            "task-failed": self._failed,
+            "task-revoked": self._finished,
+            "task-rejected": self._rejected,
+            "task-retried": self._retried,
+            "worker-online": self.liveness.seen,
+            "worker-heartbeat": self.liveness.seen,
+            "worker-offline": self.liveness.offline,
+        }
+        self.event = self._fast_path()  # type: ignore[method-assign,assignment]
+
+    # ------------------------------------------------------------------ the event path
+
+    def event(self, event: Event) -> None:
+        """Count one (normalised, accepted) event (replaced per instance by `_fast_path()`)."""
+        self.event(event)
+
+    def _fast_path(self) -> Callable[[Event], None]:
+        """The event handler, as a closure over everything it touches.
+
+        task-received, task-started and task-succeeded are nearly all the stream: they are
+        handled inline with local names only (no attribute lookups, no further calls in the
+        common case), the other types through `_handlers`. This keeps counting to a small
+        fraction of the receiver's own per-event cost (`python -m bench metrics`).
+        """
+        tasks, totals = self.tasks, self.totals
+        pending = tasks.pending
+        pending_get, pending_pop = pending.get, pending.pop
+        finished = tasks.finished
+        max_finished, max_pending = 2 * tasks.max_finished, tasks.max_pending
+        forget_finished, add_task = tasks.forget_finished, tasks.add
+        runtime_bounds, wait_bounds = totals.runtime.bounds, totals.received_wait.bounds
+        names_get, name_of = self.labels.names.get, self.labels.name
+        handlers_get = self._handlers.get
+        unknown_cell, cell_for, row = self._unknown_cell, self._cell_for, totals.row
+        sent_wait = self._sent_wait
+        task_cell = self._task_cell
+        drop = self._drop
+        number = NUMBER
+        node_cells_get = totals.node_cells.get
+
+        def event(ev: Event) -> None:
+            try:
+                etype = ev.get("type")
+                if etype == "task-received":
+                    uuid = ev.get("uuid")
+                    task = pending_get(uuid)  # type: ignore[arg-type]
+                    received = ev.get("timestamp")
+                    if type(received) not in number:
+                        received = None
+                    eta = ev.get("eta")
+                    node = ev.get("hostname")
+                    if task is None:
+                        if type(uuid) is not str or uuid in finished:
+                            unknown_cell(ev)[RECEIVED_N] += 1
+                            return
+                        name = ev.get("name")
+                        name = names_get(name) or name_of(name)  # type: ignore[arg-type]
+                        cell = node_cells_get((name, node, None)) or cell_for(name, node, None)
+                        task = [
+                            name,
+                            None,
+                            None,
+                            received,
+                            None,
+                            eta_timestamp(eta) if eta else None,
+                            ev.get("local_received"),
+                            node,
+                            cell,
+                        ]
+                        if len(pending) < max_pending:
+                            pending[uuid] = task  # type: ignore[index]
+                        else:
+                            add_task(uuid, task)  # type: ignore[arg-type]
+                        cell[RECEIVED_N] += 1
+                        return
+                    task[RECEIVED] = received
+                    task[STARTED] = None  # a retry is a new delivery: its wait starts again
+                    if eta:
+                        task[ETA] = eta_timestamp(eta)
+                    if node == task[NODE]:
+                        task[CELL][RECEIVED_N] += 1
+                    else:
+                        cell = node_cells_get((task[NAME], node, task[QUEUE])) or cell_for(
+                            task[NAME], node, task[QUEUE]
+                        )
+                        task[NODE], task[CELL] = node, cell
+                        cell[RECEIVED_N] += 1
+                elif etype == "task-started":
+                    task = pending_get(ev.get("uuid"))  # type: ignore[arg-type]
+                    if task is None:
+                        unknown_cell(ev)[STARTED_N] += 1
+                        return
+                    node = ev.get("hostname")
+                    if node == task[NODE]:
+                        cell = task[CELL]
+                    else:
+                        cell = node_cells_get((task[NAME], node, task[QUEUE])) or cell_for(
+                            task[NAME], node, task[QUEUE]
+                        )
+                        task[NODE], task[CELL] = node, cell
+                    cell[STARTED_N] += 1
+                    started: Any = ev.get("timestamp")
+                    if type(started) in number:
+                        task[STARTED] = started
+                        if task[SENT] is not None:  # only with task_send_sent_event
+                            sent_wait(task, cell, started)
+                        eta = task[ETA]
+                        since = task[RECEIVED]
+                        if since is not None:
+                            if eta is not None and eta > since:
+                                since = eta
+                            wait = started - since
+                            if wait < 0.0:
+                                wait = 0.0
+                            hist = cell[RECEIVED_WAIT] or row(cell, RECEIVED_WAIT)
+                            hist[bisect_left(wait_bounds, wait)] += 1
+                            hist[-1] += wait
+                elif etype == "task-succeeded":
+                    uuid = ev.get("uuid")
+                    task = pending_pop(uuid, None)  # type: ignore[arg-type]
+                    if task is None:
+                        cell = unknown_cell(ev)
+                    else:
+                        node = ev.get("hostname")  # the task is done: no need to cache
+                        cell = task[CELL] if node == task[NODE] else task_cell(task, node)
+                        finished[uuid] = None  # type: ignore[index]
+                        if len(finished) >= max_finished:
+                            forget_finished()
+                    cell[SUCCEEDED_N] += 1
+                    runtime: Any = ev.get("runtime")
+                    if type(runtime) in number:
+                        hist = cell[RUNTIME] or row(cell, RUNTIME)
+                        hist[bisect_left(runtime_bounds, runtime)] += 1
+                        hist[-1] += runtime
+                else:
+                    handler = handlers_get(etype)  # type: ignore[arg-type]
+                    if handler is not None:
+                        handler(ev)
+            except Exception:  # an odd field must never cost the stream: count it, go on
+                drop("metrics_error")
+
+        return event
+
+    def _sent_wait(self, task: list[Any], cell: list[Any], started: float) -> None:
+        """Observe the wait from task-sent (or the ETA, if later) to task-started."""
+        since = task[SENT] if task[ETA] is None else max(task[SENT], task[ETA])
+        wait = max(0.0, started - since)
+        hist = cell[SENT_WAIT] or self.totals.row(cell, SENT_WAIT)
+        hist[bisect_left(self.totals.sent_wait.bounds, wait)] += 1
+        hist[-1] += wait
+
+    def _drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    def _unknown_cell(self, event: Event) -> list[Any]:
+        """The cell of an event whose task is not pending (never seen, evicted, finished)."""
+        return self.totals.cell(self._labels(None, event))
+
+    def _cell_for(self, name: str, node: Any, queue: str | None) -> list[Any]:
+        """The cell of a task's worker events from `node`, remembered under (name, node,
+        queue) for the tasks that follow."""
+        labels = (name, self.labels.host(node), queue or self.default_queue)
+        return self.totals.node_cell((name, node, queue), labels)
+
+    def _task_cell(self, task: list[Any], node: Any) -> list[Any]:
+        return self._cell_for(task[NAME], node, task[QUEUE])
+
+    def _labels(self, task: list[Any] | None, event: Event) -> tuple[str, ...]:
+        """(name, hostname, queue_name) of a worker's event; cached per task and node."""
+        node = event.get("hostname")
+        if task is None:
+            return self.name(event.get("name")), self.host(node), self.default_queue
+        if node != task[NODE]:
+            task[CELL], task[NODE] = self._task_cell(task, node), node
+        return task[CELL][CELL_LABELS]  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ the rarer events
+
+    def _sent(self, event: Event) -> None:
+        uuid: Any = event.get("uuid")
+        task = self.tasks.pending.get(uuid)
+        if task is None and self.tasks.admits(uuid):
+            first = record(self.name(event.get("name")), event.get("local_received"))
+            task = self.tasks.add(uuid, first)
+        if task is None:
+            name = self.name(event.get("name"))
+            self.totals.add(
+                "task-sent", (name, self.sender(event.get("hostname")), self.default_queue)
+            )
+            return
+        queue = event.get("queue") or event.get("routing_key")
+        if type(queue) is str and queue != task[QUEUE]:
+            task[QUEUE], task[NODE], task[CELL] = queue, UNSET, None
+        sent = event.get("timestamp")
+        task[SENT] = sent if type(sent) in NUMBER else None
+        eta = event.get("eta")
+        if eta:
+            task[ETA] = eta_timestamp(eta)
+        labels = (task[NAME], self.sender(event.get("hostname")), task[QUEUE] or self.default_queue)
+        self.totals.add("task-sent", labels)
+
+    def _failed(self, event: Event) -> None:
+        uuid = event.get("uuid")
+        task = self.tasks.pending.pop(uuid, None)  # type: ignore[arg-type]
+        labels = self._labels(task, event)
+        self.totals.add("task-failed", (*labels, exception_label(event.get("exception"))))
+        runtime, at = event.get("runtime"), event.get("timestamp")
+        if type(runtime) not in NUMBER and task is not None and type(at) in NUMBER:
+            runtime = None if task[STARTED] is None else max(0.0, at - task[STARTED])
+        if type(runtime) in NUMBER:
+            self.totals.failed_runtime.observe(labels, runtime)  # type: ignore[arg-type]
+        if task is not None:
+            self.tasks.finish(uuid)  # type: ignore[arg-type]
+
+    def _finished(self, event: Event) -> None:
+        uuid = event.get("uuid")
+        task = self.tasks.pending.pop(uuid, None)  # type: ignore[arg-type]
+        self.totals.add(event["type"], self._labels(task, event))
+        if task is not None:
+            self.tasks.finish(uuid)  # type: ignore[arg-type]
+
+    def _rejected(self, event: Event) -> None:
+        if event.get("requeue"):
+            task = self.tasks.pending.get(event.get("uuid"))  # type: ignore[arg-type]
+            self.totals.add("task-rejected", self._labels(task, event))
+        else:
+            self._finished(event)
+
+    def _retried(self, event: Event) -> None:
+        task = self.tasks.pending.get(event.get("uuid"))  # type: ignore[arg-type]
+        self.totals.add("task-retried", self._labels(task, event))
+
+    # ------------------------------------------------------------------ read side (scrape)
+
+    def drops(self) -> dict[str, int]:
+        """What the budget and the bounds dropped, by reason."""
+        drops = {"task_name": self.totals.other(), **self.dropped}
+        if self.tasks.evicted:
+            drops["pending_evicted"] = self.tasks.evicted
+        return drops
+
+    def counters(self) -> dict[tuple[str, ...], int]:
+        """(event type, name, hostname, queue_name[, exception]) -> count, a copy."""
+        return self.totals.counters()
+
+    def worker_series(self, now: float, expiry: float) -> list[Series]:
+        """(hostname label, up, active, last heartbeat) per label; forgets expired workers.
+
+        Up follows Celery's rule: online and seen within `freq * 2` seconds. A worker not seen
+        for `expiry` seconds is forgotten, and so are the task series of its hostname label
+        when no other known worker shares that label.
+        """
+        rows, gone = self.liveness.series(now, expiry, self.labels.host)
+        if self.labels.hostname_mode != "none":
+            for label in gone:
+                self.totals.purge(label)
+                self.tasks.unlabel(label)
+        return rows
+
+    def oldest_unfinished(self, now: float) -> dict[tuple[str, str], float]:
+        """(queue_name, name) -> age in seconds of the oldest unfinished task (ETA: from it)."""
+        return self.tasks.oldest_unfinished(now, self.default_queue)

@@ -1,0 +1,1 @@
+"""Tests of evcam.metrics, one file per module."""

@@ -80,7 +80,8 @@ class TaskCounters:
         for labels, cell in list(self.cells.items()):
             for etype, index in HOT.items():
                 if cell[index]:
-                    result[(etype, *labels)] = cell[index]
+                    key = (etype, *labels)
+                    result[key] = cell[index]
         return result
 
     def other(self) -> int:

@@ -1196,6 +1196,13 @@ class Receiver:
         arrivals = self._arrivals
         while arrivals and arrivals[0][0] <= tag:
             arrivals.popleft()
+        # The unacked count is fresh from the ack on, not from the next housekeeping pass (up
+        # to TICK later): whoever waits for it to drain sees the ack when it is sent.
+        stats = self.stats
+        if type(self._last_tag) is int:
+            stats.unacked = max(0, self._last_tag - tag)
+        if not arrivals:
+            stats.oldest_unacked_age = None
 
     def _update_unacked(self, now: float) -> None:
         """Unacked count and the oldest unacked age (deliveries seen per housekeeping pass)."""

@@ -72,6 +72,26 @@ def test_a_watermark_from_an_earlier_connection_is_never_acked() -> None:
     assert channel.acks == [(40, True)]
 
 
+def test_an_ack_updates_the_unacked_count_at_once() -> None:
+    """`stats.unacked` drops when the ack is sent, not at the next housekeeping pass (half a
+    second later): a drain that waits for it to reach zero ends with the ack."""
+    receiver = _receiver(State())
+    messages, _ = lifecycles(10)
+    assert len(messages) > 2
+    _feed(receiver, messages)
+    receiver.stats.connected = True
+    receiver._update_unacked(time.monotonic())
+    assert receiver.stats.unacked == len(messages)
+    receiver.request_ack((2, 2))
+    receiver._perform_ack()
+    assert receiver.stats.unacked == len(messages) - 2
+    assert receiver.stats.oldest_unacked_age is not None  # tags 3.. still wait
+    receiver.request_ack((2, len(messages)))
+    receiver._perform_ack()
+    assert receiver._channel.acks == [(2, True), (len(messages), True)]
+    assert (receiver.stats.unacked, receiver.stats.oldest_unacked_age) == (0, None)
+
+
 def test_backpressure_pauses_before_an_unstored_task_could_be_evicted() -> None:
     """With a camera that never stores, ingestion stops when the task LRU is full of unstored
     tasks (nothing was evicted); each stored shot lets it go on, and only stored tasks are ever

@@ -646,6 +646,30 @@ class State(_Reader):
                     return True
         return False
 
+    def safe_events(self, stored_seq: int, most: int = 1024) -> float:
+        """How many more events cannot evict a task or worker changed after `stored_seq`
+        (0: the next one could; `could_evict_unstored` is `safe_events(...) == 0`).
+
+        An event creates or refreshes at most one entry of each LRU. Before an unstored entry
+        can go, the LRU must fill up (one creation per free place) and every entry older than
+        it must leave the front (one eviction or refresh each): so the free places plus the
+        stored entries at the front (counted up to `most`) are safe. Zero-loss back-pressure
+        asks this once it reaches `safe_until`, and again only after that many events.
+        """
+        safe = float("inf")
+        with self._mutex:  # `clear_shown` (another thread) must not change what is read
+            for lru in (self.tasks, self.workers):
+                data, limit = lru.data, lru.limit
+                if not limit:
+                    continue
+                stored = 0
+                for entry in islice(data.values(), most):
+                    if getattr(entry, "_seq", 0) > stored_seq:
+                        break
+                    stored += 1
+                safe = min(safe, max(0, limit - len(data)) + stored)
+        return safe
+
     def safe_until(self, stored_seq: int) -> float:
         """The `seq` below which no event can evict anything changed after `stored_seq`:
         fewer unstored events than either bound cannot make an unstored entry the oldest."""

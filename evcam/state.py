@@ -740,18 +740,34 @@ class State(_Reader):
         self._unindex(uuid, task)
 
     def _unindex(self, uuid: str, task: Task) -> None:
-        """Drop a task from the indexes (and empty index keys)."""
+        """Drop a task from the indexes (and empty index keys).
+
+        Every eviction runs this on the event path, so it works on the members' dicts
+        (`TaskSet.data`) directly: what `discard` and `len` would do, without their calls.
+        """
         idx = task._idx
         if idx is None:
             return
-        for index, key in ((self.tasks_by_type, idx[0]), (self.tasks_by_worker, idx[1])):
-            if key is None:
-                continue
-            members = index.get(key)
+        name, hostname = idx
+        key = task.uuid  # the members' key (`TaskSet.discard` uses it, not the map's)
+        if name is not None:
+            index = self.tasks_by_type
+            members = index.get(name)
             if members is not None:
-                members.discard(task)
-                if not members:
-                    del index[key]
+                data = members.data
+                if data.get(key) is task:
+                    del data[key]
+                if not data:
+                    del index[name]
+        if hostname is not None:
+            index = self.tasks_by_worker
+            members = index.get(hostname)
+            if members is not None:
+                data = members.data
+                if data.get(key) is task:
+                    del data[key]
+                if not data:
+                    del index[hostname]
 
     # -- lookups ----------------------------------------------------------------------------
 

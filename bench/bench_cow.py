@@ -1,12 +1,16 @@
 """Copy-on-write snapshots: what a shot costs at 10,000 and 100,000 tasks, before and after.
 
-"Before" is `evcam/state.py` as of BEFORE (the full-copy snapshot), loaded from git next to the
-current one, so both are measured in the same run on the same machine:
+"Before" is `evcam/state.py` as of BEFORE (the full-copy snapshot; with `evcam/timeline.py` and
+`evcam/lru.py` of that commit), loaded from git next to the current one, so both are measured
+in the same run on the same machine:
 
 * lock: time `State.snapshot()` holds the state lock with a full state (median and max);
 * ingest: events per CPU second with a shot taken (and dropped) after every CPU second of
   ingest, divided by the same with no shots, state only (no camera, no broker; best of 3);
-* event path: events per CPU second with no snapshot outstanding, after / before;
+* event path: events per CPU second with no snapshot outstanding, after / before; and the
+  instructions per event (callgrind, deterministic; skipped without valgrind or with
+  `EVCAM_BENCH_CALLGRIND=0`): two runs applying 40,000 and 80,000 of the same events, the
+  difference over 40,000, after / before;
 * changed_tasks: what a camera's read costs at 100,000 tasks with 1 % changed, from the
   change log against a scan of every task (same snapshot, same answer);
 * memory: tracemalloc bytes allocated by a shot after 1 % of the tasks changed, over a full copy;
@@ -38,9 +42,10 @@ BEFORE = "15308a7"
 SIZES = (10_000, 100_000)
 
 
-def _git_source(path: str) -> str:
-    """`path` as of BEFORE."""
-    return subprocess.run(
+def _git_module(path: str, name: str, imports: dict[str, str]) -> types.ModuleType:
+    """`path` as of BEFORE, importable as `name`, its `from X import` lines of `imports` keys
+    pointed at the values (raises OSError or SubprocessError without git)."""
+    source = subprocess.run(
         ["git", "show", f"{BEFORE}:{path}"],
         cwd=ROOT,
         capture_output=True,
@@ -48,37 +53,30 @@ def _git_source(path: str) -> str:
         check=True,
         timeout=30,
     ).stdout
-
-
-def _load(name: str, path: str) -> types.ModuleType:
-    """Execute `path` as of BEFORE as the module `name` (registered in `sys.modules`)."""
+    for old, new in imports.items():
+        source = source.replace(f"from {old} import", f"from {new} import")
     spec = importlib.util.spec_from_loader(name, loader=None)
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    exec(compile(_git_source(path), f"{BEFORE}:{path}", "exec"), module.__dict__)
+    sys.modules[spec.name] = module
+    exec(compile(source, f"{BEFORE}:{path}", "exec"), module.__dict__)
     return module
 
 
 def _before_module() -> types.ModuleType | None:
-    """evcam/state.py at BEFORE, importable next to the current one (None without git).
-
-    Its containers (`evcam.lru`, `evcam.timeline`) have since moved into the state package:
-    they are loaded from BEFORE too, under their old names only while the old module imports
-    them, so the current code never sees them.
-    """
-    moved = ("evcam.lru", "evcam.timeline")
+    """evcam/state.py at BEFORE, importable next to the current one (None without git), with
+    the containers it used then (evcam/timeline.py, evcam/lru.py at BEFORE), so that "before"
+    is the whole event path of that commit."""
     try:
-        for name in moved:
-            _load(f"evcam._before_{name.rsplit('.', 1)[1]}", name.replace(".", "/") + ".py")
-        for name in moved:
-            sys.modules[name] = sys.modules[f"evcam._before_{name.rsplit('.', 1)[1]}"]
-        return _load("evcam._state_before", "evcam/state.py")
+        _git_module("evcam/timeline.py", "evcam._timeline_before", {})
+        _git_module("evcam/lru.py", "evcam._lru_before", {})
+        return _git_module(
+            "evcam/state.py",
+            "evcam._state_before",
+            {"evcam.timeline": "evcam._timeline_before", "evcam.lru": "evcam._lru_before"},
+        )
     except (OSError, subprocess.SubprocessError):
         return None
-    finally:
-        for name in moved:
-            sys.modules.pop(name, None)
 
 
 def _filled(state_cls: type, tasks: int) -> Any:
@@ -148,6 +146,63 @@ def event_path(classes: dict[str, type], n_events: int = 100_000) -> dict[str, f
                 apply(event)
             rate[name].append(n_events / (time.process_time() - started))
     return {name: statistics.median(values) for name, values in rate.items()}
+
+
+#: Event path instruction counts: events applied in the two runs whose difference is measured
+#: (with the default bounds the task LRU fills at ~50,000 events, so both filling and
+#: evicting are in the window).
+INSTRUCTION_WINDOW = (40_000, 80_000)
+
+
+def event_child(which: str, applied: int, generated: int) -> None:
+    """In a subprocess (under callgrind): generate `generated` events, apply the first
+    `applied` to a fresh state of `which`. Two runs differing only in `applied` differ only by
+    the event path's instructions for those events."""
+    from evcam.state import State
+
+    cls = _before_module().State if which == "before" else State  # type: ignore[union-attr]
+    events = list(lifecycle_events(generated, seed=2))
+    state = cls()
+    apply = state.event
+    gc.collect()
+    for event in events[:applied]:
+        apply(event)
+
+
+def _instructions(which: str, applied: int, generated: int) -> int:
+    """Instructions executed by `event_child` (callgrind's count: deterministic)."""
+    import os
+    import re
+
+    out = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
+         "-m", "bench.bench_cow", "--event-child", which, str(applied), str(generated)],
+        cwd=ROOT, capture_output=True, text=True, timeout=3600, check=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    )  # fmt: skip
+    found = re.search(r"Collected : (\d+)", out.stderr)
+    if found is None:
+        raise RuntimeError(f"no instruction count from callgrind: {out.stderr[-500:]}")
+    return int(found.group(1))
+
+
+def event_instructions(names: list[str]) -> dict[str, float] | None:
+    """Instructions per event of the event path with no snapshot outstanding, per
+    implementation: callgrind counts of two runs (INSTRUCTION_WINDOW events applied), their
+    difference over the events between. None when valgrind is missing or
+    EVCAM_BENCH_CALLGRIND=0."""
+    import os
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    if shutil.which("valgrind") is None or os.environ.get("EVCAM_BENCH_CALLGRIND") == "0":
+        return None
+    low, high = INSTRUCTION_WINDOW
+    jobs = [(name, applied) for name in names for applied in (low, high)]
+    with ThreadPoolExecutor(2) as pool:  # two at a time: one per core
+        found = pool.map(lambda job: _instructions(*job, high), jobs)
+        counts = dict(zip(jobs, found, strict=True))
+    return {name: (counts[name, high] - counts[name, low]) / (high - low) for name in names}
 
 
 def shot_allocation(state_cls: type, tasks: int) -> dict[str, float]:
@@ -285,11 +340,22 @@ def main() -> dict[str, Any]:
         results["event_path_ratio"] = rates["after"] / rates["before"]
         print(f"\nevent path, no snapshot outstanding: after / before "
               f"{results['event_path_ratio']:.3f}")  # fmt: skip
+    per_event = event_instructions(list(classes))
+    if per_event is not None:
+        results["event_instructions"] = per_event
+        line = ", ".join(f"{name} {count:,.0f}" for name, count in per_event.items())
+        print(f"event path instructions per event (callgrind, events "
+              f"{INSTRUCTION_WINDOW[0]:,}-{INSTRUCTION_WINDOW[1]:,}): {line}")  # fmt: skip
+        if "before" in per_event:
+            ratio = results["event_instructions_ratio"] = per_event["after"] / per_event["before"]
+            print(f"event path instructions, after / before: {ratio:.4f}")
     return results
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--memory-child"]:
         memory_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    elif sys.argv[1:2] == ["--event-child"]:
+        event_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     else:
         main()

@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 from bench import quiet_debug
+from bench.cpu import CpuMeter
 
 URL = os.environ.get("EVCAM_BENCH_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672//")
 EVENTS = int(os.environ.get("EVCAM_BENCH_EVENTS", "100000"))
@@ -73,7 +74,10 @@ def _drain(queue: str, acks: bool, db: str, max_tasks: int) -> dict[str, float]:
     camera.stored_signal.connect(on_stored, sender=state)
     unwire = wire_zero_loss(receiver, camera, state) if acks else (lambda: None)
     thread = threading.Thread(target=receiver.run, daemon=True)
+    meter = CpuMeter()
+    meter.watch(thread)
     started = time.perf_counter()
+    meter.start()
     camera.install()
     thread.start()
     try:
@@ -86,6 +90,7 @@ def _drain(queue: str, acks: bool, db: str, max_tasks: int) -> dict[str, float]:
         while acks and receiver.stats.unacked and time.monotonic() < deadline:
             time.sleep(0.002)  # the ack of the last shot (next housekeeping pass)
         elapsed = time.perf_counter() - started
+        cpu = meter.stop()
         if stored[0] < EVENTS:
             raise RuntimeError(f"only {stored[0]} of {EVENTS} events stored")
     finally:
@@ -100,6 +105,9 @@ def _drain(queue: str, acks: bool, db: str, max_tasks: int) -> dict[str, float]:
         "shots": camera.shots,
         "pauses": receiver.stats.pauses,
         "tasks_stored": _stored_rows(db),
+        "cpu_seconds": cpu["process"],
+        "receiver_cpu_seconds": cpu["thread"],
+        "broker_cpu_seconds": cpu["broker"],
     }
 
 
@@ -112,49 +120,99 @@ def main() -> dict[str, Any]:
 # evicts before a shot stores them, while ack mode pauses to store them), and bounds that hold
 # the whole run (nothing is evicted in either mode: the same work, acks being the difference).
 SETUPS = {"default bounds": 10_000, "bounds hold the run": EVENTS}
+BATCHES = (1, 24)
+#: Rounds per shape, the order of the two modes alternating; ratios are the median round's.
+ROUNDS = int(os.environ.get("EVCAM_BENCH_ROUNDS", "1"))
+#: Only some shapes, e.g. `hold:1,default:24` (`default` or `hold`, events per message).
+ONLY = os.environ.get("EVCAM_BENCH_ZEROLOSS", "")
+
+
+def _shapes() -> list[tuple[str, int]]:
+    """The (set-up, batch) pairs to run: all, or those `ONLY` names."""
+    shapes = [(setup, batch) for setup in SETUPS for batch in BATCHES]
+    if not ONLY:
+        return shapes
+    short = {"default": "default bounds", "hold": "bounds hold the run"}
+    wanted = set()
+    for item in ONLY.split(","):
+        setup, _, batch = item.strip().partition(":")
+        wanted.add((short.get(setup, setup), int(batch)))
+    return [shape for shape in shapes if shape in wanted]
+
+
+def _ratio(ack: float | None, no_ack: float | None) -> float | None:
+    return None if ack is None or not no_ack else ack / no_ack
+
+
+def _cell(value: float | None, width: int, spec: str = ".2f") -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}{spec}}"
 
 
 def _main() -> dict[str, Any]:
+    import statistics
+
     from kombu import Connection
 
-    results: dict[str, Any] = {"events": EVENTS, "freq": FREQ}
+    results: dict[str, Any] = {"events": EVENTS, "freq": FREQ, "rounds": ROUNDS}
     rows = []
+    shapes = _shapes()
     with tempfile.TemporaryDirectory() as tmp:
-        for setup, max_tasks in SETUPS.items():
-            for batch in (1, 24):
-                queue = f"evcam.bench.zeroloss.{batch}"
-                shape: dict[str, Any] = {"max_tasks": max_tasks}
-                for mode in ("no_ack", "ack"):
+        for setup, batch in shapes:
+            max_tasks = SETUPS[setup]
+            queue = f"evcam.bench.zeroloss.{batch}"
+            shape: dict[str, Any] = {"max_tasks": max_tasks, "rounds": []}
+            for round_ in range(ROUNDS):
+                modes = ("no_ack", "ack") if round_ % 2 == 0 else ("ack", "no_ack")
+                figures_of: dict[str, dict[str, Any]] = {}
+                for mode in modes:
                     _fill(queue, batch)
-                    db = os.path.join(tmp, f"{setup[:7]}-{mode}-{batch}.sqlite3")
+                    db = os.path.join(tmp, f"{setup[:7]}-{mode}-{batch}-{round_}.sqlite3")
                     figures = _drain(queue, mode == "ack", db, max_tasks)
                     if mode == "ack":
                         ready, _ = _queue_counts(queue)
                         figures["left_in_queue"] = ready
                     figures["events_per_second"] = EVENTS / figures["seconds"]
-                    shape[mode] = figures
+                    figures_of[mode] = figures
                     rows.append((setup, batch, mode, figures))
-                shape["ack_vs_no_ack"] = (
-                    shape["ack"]["events_per_second"] / shape["no_ack"]["events_per_second"]
+                ack, no_ack = figures_of["ack"], figures_of["no_ack"]
+                shape["rounds"].append(
+                    {
+                        "no_ack": no_ack,
+                        "ack": ack,
+                        "ack_vs_no_ack": ack["events_per_second"] / no_ack["events_per_second"],
+                        "cpu_ack_over_no_ack": _ratio(ack["cpu_seconds"], no_ack["cpu_seconds"]),
+                        "broker_cpu_ack_over_no_ack": _ratio(
+                            ack["broker_cpu_seconds"], no_ack["broker_cpu_seconds"]
+                        ),
+                    }
                 )
-                results[f"{setup}, batch {batch}"] = shape
-                with Connection(URL) as conn:
-                    conn.default_channel.queue_delete(queue)
+            for key in ("ack_vs_no_ack", "cpu_ack_over_no_ack", "broker_cpu_ack_over_no_ack"):
+                values = [r[key] for r in shape["rounds"] if r[key] is not None]
+                shape[key] = statistics.median(values) if values else None
+            results[f"{setup}, batch {batch}"] = shape
+            with Connection(URL) as conn:
+                conn.default_channel.queue_delete(queue)
     print(f"{EVENTS} events drained into the SQL camera (SQLite), shots every {FREQ}s")
     print(
         f"{'setup':>20} {'batch':>5} {'mode':>7} {'seconds':>8} {'events/s':>10} "
-        f"{'shots':>6} {'pauses':>6} {'tasks stored':>12}"
+        f"{'shots':>6} {'pauses':>6} {'tasks stored':>12} {'cpu s':>7} {'recv s':>7} "
+        f"{'broker s':>8}"
     )
     for setup, batch, mode, f in rows:
         print(
             f"{setup:>20} {batch:>5} {mode:>7} {f['seconds']:>8.2f} "
             f"{f['events_per_second']:>10,.0f} {f['shots']:>6} {f['pauses']:>6} "
-            f"{f['tasks_stored']:>12,}"
+            f"{f['tasks_stored']:>12,} {_cell(f['cpu_seconds'], 7)} "
+            f"{_cell(f['receiver_cpu_seconds'], 7)} {_cell(f['broker_cpu_seconds'], 8)}"
         )
-    for setup in SETUPS:
-        for batch in (1, 24):
-            ratio = results[f"{setup}, batch {batch}"]["ack_vs_no_ack"]
-            print(f"{setup}, batch {batch}: ack mode drains at {ratio:.0%} of no_ack")
+    for setup, batch in shapes:
+        shape = results[f"{setup}, batch {batch}"]
+        cpu, broker = shape["cpu_ack_over_no_ack"], shape["broker_cpu_ack_over_no_ack"]
+        print(
+            f"{setup}, batch {batch}: ack mode drains at {shape['ack_vs_no_ack']:.0%} of "
+            f"no_ack; CPU ack / no_ack: evcam {_cell(cpu, 0)}, broker {_cell(broker, 0)}"
+            f"{f' (median of {ROUNDS} rounds)' if ROUNDS > 1 else ''}"
+        )
     return results
 
 

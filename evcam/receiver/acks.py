@@ -3,8 +3,8 @@
 Deliveries are acknowledged only up to the watermark of a stored snapshot (`request_ack`, from
 any thread; the receiver thread sends the `basic.ack`). Back-pressure keeps every unstored task
 in memory: before an event that could evict a task or worker changed since the last stored shot
-(the state answers: `could_evict_unstored`), ingestion waits for room (the connection stays up,
-housekeeping goes on) and asks for a shot (`on_backlog`), as it does early, once `backlog_limit`
+(the state answers how many events are safe: `safe_events`), ingestion waits for room (the
+connection stays up, housekeeping goes on) and asks for a shot (`on_backlog`), as it does early, once `backlog_limit`
 events are unstored or half the prefetch window is unacknowledged. The broker holds the rest
 (at most `prefetch_count` unacknowledged deliveries).
 
@@ -128,11 +128,17 @@ class AckWindow:
         if tag <= self.acked_tag:
             return  # acking a tag twice would be a channel error
         self.channel.basic_ack(tag, multiple=True)
+        stats, previous = self.stats, self.acked_tag
         self.acked_tag = tag
+        # The unacked count is fresh from the ack on, not from the next housekeeping pass (up
+        # to half a second later): whoever waits for it to drain sees the ack when it is sent.
+        stats.unacked = max(0, stats.unacked - (tag - previous))
         self.soon_tag = tag + max(1, self.prefetch_count // 2)
         arrivals = self.arrivals
         while arrivals and arrivals[0][0] <= tag:
             arrivals.popleft()
+        if not arrivals:
+            stats.oldest_unacked_age = None
 
     def update_unacked(self, now: float, last_tag: Any) -> None:
         """Unacked count and the oldest unacked age (deliveries seen per housekeeping pass)."""
@@ -154,8 +160,19 @@ class AckWindow:
         call_hook(self.hooks.on_backlog)
 
     def must_pause(self) -> bool:
-        """Could the next event evict a task or worker that no stored shot holds?"""
-        return bool(self.state.could_evict_unstored(self.stored_seq))
+        """Could the next event evict a task or worker that no stored shot holds?
+
+        The state answers how many events are safe (`safe_events`); when that is not 0, the
+        next check waits that many events (asking before every event once the backlog passed
+        `safe_until` cost a fifth of the state's own work per event).
+        """
+        state = self.state
+        safe = state.safe_events(self.stored_seq)
+        if not safe:
+            return True
+        # Any bound computed from a stored seq is valid: the storing thread may set its own.
+        self.pause_seq = max(self.pause_seq, state.seq + safe)
+        return False
 
     def wait_for_room(self, stopping: Callable[[], bool], idle: Callable[[], None]) -> None:
         """Hold ingestion until a stored shot makes room; `idle()` keeps housekeeping going.

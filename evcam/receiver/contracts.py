@@ -1,9 +1,9 @@
 """What the receiver expects of the state it feeds, as `Protocol`s (evcam's and Celery's fit).
 
 The receiver never reads a state's internals: it feeds events, sets the watermark, reads the
-configured bounds and, in zero-loss mode, asks the state whether the next event could evict
-something no stored shot holds (`could_evict_unstored`) and up to which `seq` that cannot
-happen (`safe_until`).
+configured bounds and, in zero-loss mode, asks the state how many more events cannot evict
+something no stored shot holds (`safe_events`) and up to which `seq` that cannot happen
+(`safe_until`).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ class AckedState(EventState, Protocol):
     #: Events the state refused (the receiver tells a refusal from an unhandled type by it).
     rejected_count: int
 
-    def could_evict_unstored(self, stored_seq: int) -> bool:
-        """Could the next event evict an entry changed after `stored_seq`?"""
+    def safe_events(self, stored_seq: int) -> float:
+        """How many more events cannot evict an entry changed after `stored_seq`."""
         ...
 
     def safe_until(self, stored_seq: int) -> float:

@@ -105,9 +105,10 @@ class Ingestion:
         acks = window.enabled  # back-pressure and early shots exist in ack mode only
         accepted = 0
         for event in events:
-            if acks and state.seq >= pause_seq and window.must_pause():
-                window.wait_for_room(*self.pause_callbacks)
-                pause_seq = window.pause_seq
+            if acks and state.seq >= pause_seq:
+                if window.must_pause():
+                    window.wait_for_room(*self.pause_callbacks)
+                pause_seq = window.pause_seq  # `must_pause` moves it to the next check
             try:
                 if type(event) is not dict:
                     self.reject("not-an-event", f"list element is {type(event).__name__}")

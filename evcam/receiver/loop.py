@@ -118,7 +118,7 @@ class Receiver:
                 f"acks=True needs an AMQP broker (RabbitMQ), not {driver}: other transports "
                 "deliver events by pub/sub, with nothing to acknowledge; use acks=False"
             )
-        if acks and not hasattr(state, "could_evict_unstored"):
+        if acks and not hasattr(state, "safe_events"):
             raise ValueError("acks=True needs an evcam.State: it tracks what a stored shot holds")
         self.node_id = node_id or uuid.uuid4().hex
         self.topology = Topology(

@@ -26,6 +26,7 @@ from evcam.state.dispatch import create_dispatcher
 from evcam.state.limits import DEFAULT_MAX_FIELD_LENGTH
 from evcam.state.lru import LRU, CallableIndex, LazyMap
 from evcam.state.reader import Reader
+from evcam.state.room import Room
 from evcam.state.snapshot import Snapshot, take_snapshot
 from evcam.state.task import Task as _Task
 from evcam.state.timeline import Timeline
@@ -36,7 +37,7 @@ from evcam.states import READY_STATES
 log = get_logger("evcam.state")
 
 
-class State(Reader):
+class State(Reader, Room):
     """The cluster's workers and tasks, updated by `event(event_dict)`."""
 
     Worker: type[_Worker] = _Worker
@@ -97,29 +98,6 @@ class State(Reader):
         self._restore_index(tasks_by_type, 0)
         self._restore_index(tasks_by_worker, 1)
         self.rebuild_taskheap()
-
-    def could_evict_unstored(self, stored_seq: int) -> bool:
-        """Could the next event evict a task or worker changed after `stored_seq`?
-
-        Zero-loss back-pressure asks this before each event once `seq` reaches
-        `safe_until(stored_seq)`. An event creates at most one task and one worker, and a new
-        entry evicts only the least recently used one of a full LRU; events refresh recency
-        and set `_seq`. So the next event is safe unless an LRU is full and its oldest entry
-        changed after the stored shot.
-        """
-        for lru in (self.tasks, self.workers):
-            data, limit = lru.data, lru.limit
-            if limit and len(data) >= limit:
-                oldest = next(iter(data.values()), None)
-                if getattr(oldest, "_seq", 0) > stored_seq:
-                    return True
-        return False
-
-    def safe_until(self, stored_seq: int) -> float:
-        """The `seq` below which no event can evict anything changed after `stored_seq`:
-        fewer unstored events than either bound cannot make an unstored entry the oldest."""
-        limits = [lru.limit for lru in (self.tasks, self.workers) if lru.limit]
-        return stored_seq + min(limits) if limits else float("inf")
 
     def _restore_index(self, mapping: Mapping[str, Any] | None, which: int) -> None:
         index = self.tasks_by_worker if which else self.tasks_by_type
@@ -185,18 +163,19 @@ class State(Reader):
         self._unindex(uuid, task)
 
     def _unindex(self, uuid: str, task: _Task) -> None:
-        """Drop a task from the indexes (and empty index keys)."""
+        """Drop a task from the indexes (and empty index keys).
+
+        Every eviction runs this on the event path, so it works on the members' dicts
+        (`TaskSet.data`) directly: what `discard` and `len` would do, with one call per index.
+        """
         idx = task._idx
         if idx is None:
             return
-        for index, key in ((self.tasks_by_type, idx[0]), (self.tasks_by_worker, idx[1])):
-            if key is None:
-                continue
-            members = index.get(key)
-            if members is not None:
-                members.discard(task)
-                if not members:
-                    del index[key]
+        name, hostname = idx
+        if name is not None:
+            _drop_member(self.tasks_by_type, name, task)
+        if hostname is not None:
+            _drop_member(self.tasks_by_worker, hostname, task)
 
     # -- lookups ----------------------------------------------------------------------------
 
@@ -310,3 +289,14 @@ class State(Reader):
 
     def __repr__(self) -> str:
         return f"<State: events={self.event_count} tasks={self.task_count}>"
+
+
+def _drop_member(index: Any, key: str, task: _Task) -> None:
+    """Remove `task` from `index[key]` (a TaskSet keyed by uuid) and the key once empty."""
+    members = index.get(key)
+    if members is not None:
+        data = members.data
+        if data.get(task.uuid) is task:
+            del data[task.uuid]
+        if not data:
+            del index[key]

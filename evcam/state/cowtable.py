@@ -3,9 +3,9 @@
 The state keeps its tasks in an OrderedDict (recency order, LRU eviction); copying that under
 the snapshot lock costs a reference-count touch of every entry (tens of milliseconds at 100,000
 tasks). This twin of it spreads the entries over buckets of a few dozen: `freeze()` copies only
-the list of buckets and starts a new generation; a write to a bucket made in an older
-generation copies that bucket first. So a shot costs the bucket list, and afterwards the live
-side pays one small copy per bucket it changes.
+the list of buckets and marks every bucket shared (one flag per bucket); a write to a shared
+bucket copies it first. So a shot costs the bucket list, and afterwards the live side pays one
+small copy per bucket it changes.
 """
 
 from __future__ import annotations
@@ -64,10 +64,11 @@ class FrozenTable(_BucketReads, Mapping):
 class CowTable(_BucketReads):
     """A mutable hash table (set, get, pop, clear, update) with an O(buckets) `freeze()`."""
 
-    __slots__ = ("_buckets", "_gen", "_mask", "_owned")
+    __slots__ = ("_buckets", "_mask", "_owned")
 
-    # `_buckets`, `_owned` and `_gen` (a one-item list) are only ever changed in place, so a hot
-    # path may bind them once and write an owned bucket directly (see `State`'s event path).
+    # `_buckets` and `_owned` are only ever changed in place, so a hot path may bind them once
+    # and write an owned bucket directly (see `State`'s event path): `_owned[i]` is 1 when
+    # bucket i was made or copied since the last `freeze()` (no frozen view shares it).
 
     def __init__(self, expected: int = 0) -> None:
         count = 1
@@ -75,21 +76,20 @@ class CowTable(_BucketReads):
             count *= 2
         self._buckets: list[dict[Any, Any]] = [{} for _ in range(count)]
         self._mask = count - 1
-        self._owned = [0] * count  # generation each bucket was made in
-        self._gen = [0]
+        self._owned = bytearray(b"\x01") * count
 
     def _own(self, index: int) -> dict[Any, Any]:
         """The bucket at `index`, copied first if a frozen view may share it."""
         bucket = self._buckets[index]
-        if self._owned[index] != self._gen[0]:
+        if not self._owned[index]:
             bucket = self._buckets[index] = bucket.copy()
-            self._owned[index] = self._gen[0]
+            self._owned[index] = 1
         return bucket
 
     def __setitem__(self, key: Any, value: Any) -> None:
         index = hash(key) & self._mask
         bucket = self._buckets[index]
-        if self._owned[index] != self._gen[0]:
+        if not self._owned[index]:
             bucket = self._own(index)
         bucket[key] = value
 
@@ -106,9 +106,8 @@ class CowTable(_BucketReads):
         return chain.from_iterable(list(self._buckets))
 
     def clear(self) -> None:
-        self._gen[0] += 1  # new, empty buckets: frozen views keep the old ones
-        self._buckets[:] = [{} for _ in self._buckets]
-        self._owned[:] = [self._gen[0]] * len(self._buckets)
+        self._buckets[:] = [{} for _ in self._buckets]  # frozen views keep the old ones
+        self._owned[:] = b"\x01" * len(self._owned)
 
     def update(self, mapping: Mapping[Any, Any]) -> None:
         for key, value in mapping.items():
@@ -117,5 +116,5 @@ class CowTable(_BucketReads):
     def freeze(self) -> FrozenTable:
         """A view of the current contents that later writes do not change."""
         view = FrozenTable(list(self._buckets))
-        self._gen[0] += 1
+        self._owned[:] = bytes(len(self._owned))  # every bucket is shared with the view now
         return view

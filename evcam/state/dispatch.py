@@ -130,7 +130,7 @@ def create_dispatcher(state: EventTarget) -> Callable[[Any], Any]:
     table = state._table
     # The table's bucket lists, bound once (they change only in place): an event writes an
     # owned bucket directly, a shared one through the table (which copies it first).
-    t_buckets, t_owned, t_gen = table._buckets, table._owned, table._gen
+    t_buckets, t_owned = table._buckets, table._owned
     t_mask = len(t_buckets) - 1
     new_object = object.__new__
 
@@ -222,14 +222,14 @@ def create_dispatcher(state: EventTarget) -> Callable[[Any], Any]:
                 while len(tdata) >= max_tasks:
                     old_uuid, old_task = t_evict(last=False)
                     slot = hash(old_uuid) & t_mask
-                    if t_owned[slot] == t_gen[0]:
+                    if t_owned[slot]:
                         t_buckets[slot].pop(old_uuid, None)
                     else:
                         table.pop(old_uuid)
                     unindex(old_uuid, old_task)
                 task = tdata[uuid] = task_cls(uuid, cluster_state=state)
                 slot = hash(uuid) & t_mask
-                if t_owned[slot] == t_gen[0]:
+                if t_owned[slot]:
                     t_buckets[slot][uuid] = task
                 else:
                     table[uuid] = task

@@ -45,10 +45,22 @@ class Timeline:
 
     def add(self, entry: Any, cap: int) -> None:
         """Insert `entry` after any equal ones; first drop the lowest if `cap` is reached."""
-        if self.size >= cap:
-            self.pop_lowest()
-        lists, maxes, owned, gen = self._lists, self._maxes, self._owned, self._gen
-        self.size += 1
+        # Every task event lands here: the lowest entry is dropped inline (not through
+        # `pop_lowest`), and no more than three names are bound at once (a wider tuple
+        # assignment builds and unpacks a tuple).
+        lists, owned = self._lists, self._owned
+        gen = self._gen
+        if self.size >= cap:  # cap >= 1, so there is a first chunk
+            first = lists[0]
+            if owned[0] != gen:
+                first = lists[0] = list(first)
+                owned[0] = gen
+            del first[0]
+            if not first:
+                del lists[0], self._maxes[0], owned[0]
+        else:
+            self.size += 1
+        maxes = self._maxes
         if not maxes:
             lists.append([entry])
             maxes.append(entry)

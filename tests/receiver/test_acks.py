@@ -56,6 +56,52 @@ def test_a_watermark_from_an_earlier_connection_is_never_acked() -> None:
     assert channel.acks == [(40, True)]
 
 
+def test_an_ack_updates_the_unacked_count_at_once() -> None:
+    """`stats.unacked` drops when the ack is sent, not at the next housekeeping pass (half a
+    second later): a drain that waits for it to reach zero ends with the ack."""
+    receiver = _receiver(State())
+    messages, _ = lifecycles(10)
+    assert len(messages) > 2
+    _feed(receiver, messages)
+    stats, window = receiver.stats, receiver.window
+    stats.connected = True
+    window.update_unacked(time.monotonic(), receiver.ingestion.last_tag)
+    assert stats.unacked == len(messages)
+    receiver.request_ack((2, 2))
+    window.ack()
+    assert stats.unacked == len(messages) - 2
+    assert stats.oldest_unacked_age is not None  # tags 3.. still wait
+    receiver.request_ack((2, len(messages)))
+    window.ack()
+    assert window.channel is not None and window.channel.acks == [  # type: ignore[attr-defined]
+        (2, True),
+        (len(messages), True),
+    ]
+    assert (stats.unacked, stats.oldest_unacked_age) == (0, None)
+
+
+def test_backpressure_asks_the_state_once_per_safe_stretch_not_per_event() -> None:
+    """Past `safe_until` the receiver asks whether to pause, and then not again before as many
+    events as the state called safe: a backlog of unstored events costs no check per event."""
+    state = State(max_tasks_in_memory=100_000, max_workers_in_memory=50)
+    receiver = _receiver(state)
+    asked: list[int] = []
+    safe_events = state.safe_events
+
+    def counting(stored_seq: int, most: int = 1024) -> float:
+        asked.append(state.seq)
+        return safe_events(stored_seq, most)
+
+    state.safe_events = counting  # type: ignore[method-assign]
+    messages, _ = lifecycles(100)
+    _feed(receiver, messages)
+    assert state.seq == 300 and receiver.stats.pauses == 0
+    # Nothing was stored: the first check comes at the workers' bound (50 events), and each
+    # answer (free places of the worker LRU, ~49) covers that many events.
+    assert asked and asked[0] == 50
+    assert len(asked) <= 300 // 40
+
+
 def test_backpressure_pauses_before_an_unstored_task_could_be_evicted() -> None:
     """With a camera that never stores, ingestion stops when the task LRU is full of unstored
     tasks (nothing was evicted); each stored shot lets it go on, and only stored tasks are ever
@@ -174,8 +220,8 @@ class _FakeState:
     def event(self, event: dict[str, Any]) -> Any:
         return None
 
-    def could_evict_unstored(self, stored_seq: int) -> bool:
-        return self.full
+    def safe_events(self, stored_seq: int) -> float:
+        return 0 if self.full else 1
 
     def safe_until(self, stored_seq: int) -> float:
         return stored_seq + 10

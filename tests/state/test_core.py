@@ -330,3 +330,30 @@ def test_could_evict_unstored_only_when_the_oldest_of_a_full_lru_is_unstored() -
     assert not state.could_evict_unstored(state.seq)  # all stored
     assert state.safe_until(state.seq) == state.seq + 3
     assert not State(max_tasks_in_memory=3).could_evict_unstored(0)  # not full
+
+
+def test_safe_events_counts_free_places_and_stored_entries_at_the_front() -> None:
+    """The events that cannot evict an unstored task: one per free place of the LRU plus one per
+    stored task ahead of the oldest unstored one; 0 exactly when `could_evict_unstored`."""
+
+    def received(state: State, n: int) -> None:
+        state.event({"type": "task-received", "uuid": f"t{n}", "timestamp": 1.0 + n, "name": "x",
+                     "hostname": "w", "clock": n + 1, "local_received": 1.0 + n})  # fmt: skip
+
+    state = State(max_tasks_in_memory=5, max_workers_in_memory=100)
+    for n in range(3):
+        received(state, n)
+    assert state.safe_events(0) == 2  # two free places, nothing stored
+    assert state.safe_events(state.seq) == 2 + 3  # and the three stored tasks
+    stored = state.seq
+    for n in range(3, 5):
+        received(state, n)
+    assert state.safe_events(stored) == 3 and not state.could_evict_unstored(stored)
+    assert state.safe_events(0) == 0 and state.could_evict_unstored(0)
+    assert state.safe_events(stored, most=1) == 1  # the scan of the front is bounded
+    # Taking the safe events one by one (each creates a task) evicts only stored tasks.
+    for n in range(5, 8):
+        assert state.tasks.data[next(iter(state.tasks.data))]._seq <= stored
+        received(state, n)
+    assert state.safe_events(stored) == 0 and state.could_evict_unstored(stored)
+    assert State(max_tasks_in_memory=0, max_workers_in_memory=0).safe_events(0) == float("inf")

@@ -4,9 +4,9 @@ Deliveries are acknowledged only up to the watermark of a stored snapshot (`requ
 any thread; the receiver thread sends the `basic.ack`). Back-pressure keeps every unstored task
 in memory: before an event that could evict a task or worker changed since the last stored shot
 (the state answers how many events are safe: `safe_events`), ingestion waits for room (the
-connection stays up, housekeeping goes on) and asks for a shot (`on_backlog`), as it does early, once `backlog_limit`
-events are unstored or half the prefetch window is unacknowledged. The broker holds the rest
-(at most `prefetch_count` unacknowledged deliveries).
+connection stays up, housekeeping goes on) and asks for a shot (`on_backlog`), as it does
+early, once `backlog_limit` events are unstored or half the prefetch window is
+unacknowledged. The broker holds the rest (at most `prefetch_count` unacknowledged deliveries).
 
 Watermarks are `(connection_generation, delivery_tag)`: a watermark of an earlier connection is
 never acked (the broker requeued those deliveries when it closed).

@@ -78,13 +78,16 @@ class StoredMinimum:
         self._stored: dict[str, tuple[Any, int]] = {}
         self._lock = threading.Lock()
 
+    def hooks(self) -> dict[str, Callable[[], Any]]:
+        """The receiver hooks of zero-loss mode, for its `ReceiverHooks`: `on_backlog` asks the
+        least advanced camera for a shot; `on_stopping` takes the final shots before the
+        connection closes, so they are acked."""
+        return {"on_backlog": self.backlog, "on_stopping": lambda: cancel_all(self.cameras)}
+
     def wire(self) -> Callable[[], None]:
-        """Connect the signals and the receiver's hooks; return the function that undoes it."""
+        """Connect the cameras' stored signals; return the function that undoes it."""
         for camera in self.cameras.values():
             camera.stored_signal.connect(self.stored, sender=self.state)
-        hooks = self.receiver.hooks
-        hooks.on_backlog = self.backlog
-        hooks.on_stopping = lambda: cancel_all(self.cameras)
 
         def unwire() -> None:
             for camera in self.cameras.values():

@@ -1,7 +1,9 @@
 """Wiring of `--http`: event counting on the receiver, the collector, health, the HTTP thread.
 
-The runner calls `Monitoring.start(...)` after the fork, once the receiver, camera and state
-exist, calls `beat()` from its main-loop hook and `close()` on the way out.
+After the fork the runner makes the counters first (`event_metrics(settings)`: their `event`
+is the receiver's `on_event` hook, given to its constructor), then calls `Monitoring.start(...)`
+once the receiver, cameras and state exist, `beat()` from its main-loop hook and `close()` on
+the way out.
 """
 
 from __future__ import annotations
@@ -35,11 +37,16 @@ class Monitoring:
 
     @classmethod
     def start(
-        cls, settings: Settings, receiver: Any, cameras: Mapping[str, Any], state: Any
+        cls,
+        settings: Settings,
+        metrics: EventMetrics,
+        receiver: Any,
+        cameras: Mapping[str, Any],
+        state: Any,
     ) -> Monitoring:
-        """Count the receiver's events and serve the endpoints (OSError if the bind fails)."""
+        """Serve the endpoints for `metrics` (the receiver's `on_event` hook counts into it)
+        and the health of `receiver` and `cameras` (OSError if the bind fails)."""
         assert settings.http is not None
-        metrics = event_metrics(settings)
         registry = CollectorRegistry(auto_describe=False)
         registry.register(
             Exporter(
@@ -53,7 +60,6 @@ class Monitoring:
         health = Health(receiver, cameras, ready_periods=settings.ready_periods)
         host, port = parse_address(settings.http)
         server = Server(host, port, registry, health)
-        receiver.hooks.on_event = metrics.event
         return cls(metrics, health, server.start())
 
     def beat(self) -> None:

@@ -103,7 +103,9 @@ def evcam(
 
 
 def wire_zero_loss(receiver: Any, camera: Any, state: Any) -> Callable[[], None]:
-    """Ack what every camera stored, and let back-pressure ask the least advanced for a shot.
+    """Ack what every camera stored, and let back-pressure ask the least advanced for a shot,
+    on a receiver built without those hooks (embedding; the daemon passes them to the
+    constructor instead).
 
     `camera` is one camera or a mapping of names to cameras. Returns the function that undoes
     it. Only these cameras' shots count (`sender=state` and the `camera` argument), so cameras
@@ -112,7 +114,10 @@ def wire_zero_loss(receiver: Any, camera: Any, state: Any) -> Callable[[], None]
     from evcam.cameraset import StoredMinimum
 
     cameras = camera if isinstance(camera, Mapping) else {type(camera).__name__: camera}
-    return StoredMinimum(receiver, cameras, state).wire()
+    stored = StoredMinimum(receiver, cameras, state)
+    for name, hook in stored.hooks().items():
+        setattr(receiver.hooks, name, hook)
+    return stored.wire()
 
 
 def serve(settings: Settings, signals: Signals) -> int:
@@ -139,7 +144,7 @@ def serve(settings: Settings, signals: Signals) -> int:
 
 def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: Any) -> int:
     from evcam.cameraload import camera_kwargs, resolve_cameras
-    from evcam.cameraset import ClearGate, SharedSnapshots, cancel_all
+    from evcam.cameraset import ClearGate, SharedSnapshots, StoredMinimum, cancel_all
     from evcam.deliverycheck import zero_loss
     from evcam.receiver import Receiver, ReceiverHooks
     from evcam.state import State
@@ -192,20 +197,29 @@ def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: 
         notifier.status(f"reconnecting in {interval:.0f}s: {exc}")
         notifier.watchdog()  # retrying forever is evcam's policy, not a hang
 
+    acks = zero_loss(settings)
+    # Zero-loss mode acks what every camera stored (`request_ack` once the receiver exists).
+    stored = StoredMinimum(None, cameras, state) if acks else None
+    metrics = _event_metrics(settings)
     hooks = ReceiverHooks(
-        on_ready=on_ready, on_iteration=on_iteration, on_connection_error=on_connection_error
+        on_ready=on_ready,
+        on_iteration=on_iteration,
+        on_connection_error=on_connection_error,
+        on_event=None if metrics is None else metrics.event,
+        **(stored.hooks() if stored is not None else {}),
     )
     receiver = Receiver(
         state,
         settings.broker,
         hooks=hooks,
         ssl=settings.broker_ssl(),
-        acks=zero_loss(settings),
+        acks=acks,
         **settings.kwargs_for("receiver"),
     )
     unwire: Callable[[], None] = lambda: None  # noqa: E731
-    if receiver.acks:
-        unwire = wire_zero_loss(receiver, cameras, state)
+    if stored is not None:
+        stored.receiver = receiver
+        unwire = stored.wire()
         logger.info(
             "evcam.delivery",
             mode="zero-loss",
@@ -221,7 +235,7 @@ def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: 
             detail=_why_no_acks(settings, receiver.driver),
         )
     status = Status(receiver, cameras, state, settings.status_interval)
-    monitoring = _monitoring(settings, receiver, cameras, state)
+    monitoring = _monitoring(settings, metrics, receiver, cameras, state)
     if settings.http is not None and monitoring is None:
         unwire()
         _stop_timers(timers)
@@ -267,14 +281,25 @@ def _stop_timers(timers: list[Any], wait: bool = True) -> None:
         timer.stop(None if wait else 0.0)
 
 
-def _monitoring(settings: Settings, receiver: Any, cameras: Mapping[str, Any], state: Any) -> Any:
-    """Start `--http` (metrics, health endpoints); None when off or when it cannot listen."""
+def _event_metrics(settings: Settings) -> Any:
+    """With `--http`, the event counters the receiver feeds (its `on_event` hook); else None."""
     if settings.http is None:
+        return None
+    from evcam.monitoring import event_metrics
+
+    return event_metrics(settings)
+
+
+def _monitoring(
+    settings: Settings, metrics: Any, receiver: Any, cameras: Mapping[str, Any], state: Any
+) -> Any:
+    """Start `--http` (metrics, health endpoints); None when off or when it cannot listen."""
+    if metrics is None:
         return None
     from evcam.monitoring import Monitoring
 
     try:
-        monitoring = Monitoring.start(settings, receiver, cameras, state)
+        monitoring = Monitoring.start(settings, metrics, receiver, cameras, state)
     except OSError as exc:  # taken between preflight's probe and now
         logger.error("evcam.http_failed", http=settings.http, error=str(exc))
         return None

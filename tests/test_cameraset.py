@@ -86,15 +86,16 @@ def test_backpressure_asks_the_least_advanced_camera() -> None:
     a.shoot_soon = lambda: asked.append("a")  # type: ignore[method-assign]
     b.shoot_soon = lambda: asked.append("b")  # type: ignore[method-assign]
     window = StoredMinimum(receiver, {"a": a, "b": b}, state)
+    on_backlog = window.hooks()["on_backlog"]  # the receiver's hook in zero-loss mode
     unwire = window.wire()
     try:
         messages, _ = lifecycles(24)
         _feed(receiver, messages[:3])
         assert a.capture()
-        receiver.hooks.on_backlog()  # b stored nothing yet
+        on_backlog()  # b stored nothing yet
         _feed(receiver, messages[3:], first_tag=4)
         assert b.capture()
-        receiver.hooks.on_backlog()  # now a lags (it stored fewer events)
+        on_backlog()  # now a lags (it stored fewer events)
         assert asked == ["b", "a"]
     finally:
         unwire()

@@ -88,6 +88,9 @@ class ChangeLog:
         end = len(entries)
         moved = []
         for seq, position in reversed(self.marks):
+            if position == 0:  # every kept entry was logged after it: it stays at the start
+                moved.append((seq, 0))
+                continue
             if position < end:
                 new = set(entries[position:end])
                 new -= seen

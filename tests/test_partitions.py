@@ -94,33 +94,9 @@ def partitioned_lifecycles(
 class HostPublisher(Publisher):
     """The confirming publisher, with each message's sender in its `hostname` header."""
 
-    def run(self) -> None:
-        from amqp import Message
-
-        started = time.monotonic()
-        while self.sent < len(self.messages) and not self.stop.is_set():
-            try:
-                with Connection(self.url, connect_timeout=2) as conn:
-                    channel = conn.default_channel
-                    while self.sent < len(self.messages) and not self.stop.is_set():
-                        delay = started + self.sent / self.rate - time.monotonic()
-                        if delay > 0:
-                            time.sleep(delay)
-                        key, body, host = self.messages[self.sent]  # type: ignore[misc]
-                        message = Message(
-                            body,
-                            content_type="application/json",
-                            content_encoding="utf-8",
-                            application_headers={"hostname": host},
-                            delivery_mode=1,
-                        )
-                        channel.basic_publish_confirm(
-                            message, exchange=self.exchange, routing_key=key, confirm_timeout=10
-                        )
-                        self.sent += 1
-            except Exception:  # the broker went away: retry what was not confirmed
-                self.failures += 1
-                self.stop.wait(0.5)
+    def message(self, index: int) -> tuple[str, bytes, str]:
+        key, body, host = self.messages[index]  # type: ignore[misc]
+        return key, body, host
 
 
 def _delete_exchange(url: str, name: str) -> None:

@@ -113,12 +113,12 @@ class Publisher(threading.Thread):
                         delay = started + self.sent / self.rate - time.monotonic()
                         if delay > 0:
                             time.sleep(delay)
-                        key, body = self.messages[self.sent]
+                        key, body, host = self.message(self.sent)
                         message = Message(
                             body,
                             content_type="application/json",
                             content_encoding="utf-8",
-                            application_headers={"hostname": HOSTNAME},
+                            application_headers={"hostname": host},
                             delivery_mode=1,  # transient, as Celery publishes events
                         )
                         channel.basic_publish_confirm(
@@ -128,6 +128,11 @@ class Publisher(threading.Thread):
             except Exception:  # the broker went away: retry what was not confirmed
                 self.failures += 1
                 self.stop.wait(0.5)
+
+    def message(self, index: int) -> tuple[str, bytes, str]:
+        """Routing key, body and `hostname` header of message `index`."""
+        key, body = self.messages[index]
+        return key, body, HOSTNAME
 
     @property
     def done(self) -> bool:

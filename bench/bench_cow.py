@@ -169,39 +169,22 @@ def event_child(which: str, applied: int, generated: int) -> None:
         apply(event)
 
 
-def _instructions(which: str, applied: int, generated: int) -> int:
-    """Instructions executed by `event_child` (callgrind's count: deterministic)."""
-    import os
-    import re
-
-    out = subprocess.run(
-        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-         "-m", "bench.bench_cow", "--event-child", which, str(applied), str(generated)],
-        cwd=ROOT, capture_output=True, text=True, timeout=3600, check=True,
-        env={**os.environ, "PYTHONHASHSEED": "0"},
-    )  # fmt: skip
-    found = re.search(r"Collected : (\d+)", out.stderr)
-    if found is None:
-        raise RuntimeError(f"no instruction count from callgrind: {out.stderr[-500:]}")
-    return int(found.group(1))
-
-
 def event_instructions(names: list[str]) -> dict[str, float] | None:
     """Instructions per event of the event path with no snapshot outstanding, per
     implementation: callgrind counts of two runs (INSTRUCTION_WINDOW events applied), their
     difference over the events between. None when valgrind is missing or
     EVCAM_BENCH_CALLGRIND=0."""
-    import os
-    import shutil
-    from concurrent.futures import ThreadPoolExecutor
+    from bench import callgrind
 
-    if shutil.which("valgrind") is None or os.environ.get("EVCAM_BENCH_CALLGRIND") == "0":
+    if not callgrind.available():
         return None
     low, high = INSTRUCTION_WINDOW
     jobs = [(name, applied) for name in names for applied in (low, high)]
-    with ThreadPoolExecutor(2) as pool:  # two at a time: one per core
-        found = pool.map(lambda job: _instructions(*job, high), jobs)
-        counts = dict(zip(jobs, found, strict=True))
+    found = callgrind.run_all(
+        [("bench.bench_cow", ["--event-child", name, str(applied), str(high)])
+         for name, applied in jobs]
+    )  # fmt: skip
+    counts = dict(zip(jobs, found, strict=True))
     return {name: (counts[name, high] - counts[name, low]) / (high - low) for name in names}
 
 

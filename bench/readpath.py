@@ -1,0 +1,118 @@
+"""The receiver's whole read path without a broker: the benchmark's events as the AMQP frames
+RabbitMQ sends (basic.deliver, content header with the `hostname` header, body), replayed
+through a socket that returns them in reads of up to 256 KiB, into `Receiver._read_loop`: frame
+parser, ingestion, state, and the `on_event` hook (the `--http` metrics) when asked for.
+
+Under callgrind (bench/callgrind.py) this gives the instructions per event of everything evcam
+does for an event from socket to hook, for any variant, unmoved by the machine's load.
+
+    python -m bench.readpath on|off BATCH MESSAGES_MADE MESSAGES_READ
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import struct
+import sys
+from typing import Any
+
+CHANNEL = 1
+READ_SIZE = 262_144  # what the read loop asks `recv` for
+
+
+def _frame(ftype: int, payload: bytes) -> bytes:
+    return struct.pack(">BHI", ftype, CHANNEL, len(payload)) + payload + b"\xce"
+
+
+def _shortstr(text: str) -> bytes:
+    data = text.encode()
+    return bytes([len(data)]) + data
+
+
+def delivery(tag: int, routing_key: str, body: bytes, hostname: str) -> bytes:
+    """One basic.deliver with its content header (type, encoding, `hostname` header) and body."""
+    method = struct.pack(">HH", 60, 60) + _shortstr("amq.ctag-evcam") + struct.pack(">QB", tag, 0)
+    method += _shortstr("celeryev") + _shortstr(routing_key)
+    value = hostname.encode()
+    table = _shortstr("hostname") + b"S" + struct.pack(">I", len(value)) + value
+    props = struct.pack(">H", 0xE000) + _shortstr("application/json") + _shortstr("utf-8")
+    props += struct.pack(">I", len(table)) + table
+    header = struct.pack(">HHQ", 60, 0, len(body)) + props
+    return _frame(1, method) + _frame(2, header) + _frame(3, body)
+
+
+def stream(messages: int, batch: int) -> list[bytes]:
+    """The reads a socket returns for the first `messages` messages of loadgen's events."""
+    from bench import loadgen
+
+    made = loadgen.bodies(messages * batch, batch)[:messages]
+    data = b"".join(
+        delivery(tag, key, body, loadgen.HOSTNAME) for tag, (key, body) in enumerate(made, 1)
+    )
+    return [data[i : i + READ_SIZE] for i in range(0, len(data), READ_SIZE)]
+
+
+class _Socket:
+    def __init__(self, reads: list[bytes]) -> None:
+        self.reads = reads[::-1]
+
+    def settimeout(self, timeout: float) -> None:
+        pass
+
+    def recv(self, size: int) -> bytes:
+        return self.reads.pop() if self.reads else b""  # b"": the server closed
+
+
+class _Transport:
+    def __init__(self, sock: _Socket) -> None:
+        self.sock = sock
+        self._read_buffer = b""
+
+
+class _Connection:
+    """py-amqp's connection as the read loop sees it, with nothing for py-amqp to read."""
+
+    bytes_recv = 0
+    frame_max = 131_072
+
+    def blocking_read(self, timeout: float) -> bool:
+        raise AssertionError("no frame for py-amqp in a replay")
+
+
+def replay(reads: list[bytes], metrics: Any = None) -> Any:
+    """Run a fresh receiver's read loop over `reads`, `metrics.event` (an `EventMetrics`) as its
+    `on_event` hook if given; return the receiver."""
+    from evcam.receiver import Receiver, ReceiverHooks
+    from evcam.state import State
+
+    hooks = ReceiverHooks(on_event=None if metrics is None else metrics.event)
+    receiver = Receiver(State(), "amqp://guest:guest@127.0.0.1:1//", hooks=hooks, wakeup=False)
+    with contextlib.suppress(ConnectionError):  # the replay ran out: "server closed"
+        receiver._read_loop(_Connection(), _Transport(_Socket(reads)), CHANNEL)
+    return receiver
+
+
+def child(variant: str, batch: int, made: int, read: int) -> None:
+    """Make `made` messages' reads, replay those covering the first `read` (callgrind child)."""
+    import logging
+
+    logging.disable(logging.WARNING)  # replayed timestamps are old: no clock-drift lines
+    reads = stream(made, batch)
+    kept = reads[: max(1, len(reads) * read // made)]
+    from evcam.metrics import EventMetrics
+
+    metrics = EventMetrics() if variant == "on" else None
+    gc.collect()
+    replay(kept, metrics)
+
+
+def events_in(batch: int, made: int, read: int) -> int:
+    """Events the child applies: those of the reads it keeps (counted by a plain replay)."""
+    reads = stream(made, batch)
+    kept = reads[: max(1, len(reads) * read // made)]
+    return replay(kept).stats.events  # type: ignore[no-any-return]
+
+
+if __name__ == "__main__":
+    child(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))

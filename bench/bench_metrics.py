@@ -125,7 +125,7 @@ def _drain(queue: str, monitored: Monitored | None) -> tuple[float, float]:
     hooks = ReceiverHooks(
         on_iteration=on_iteration,
         on_ready=on_ready,
-        on_event=None if monitored is None else monitored.metrics.event,
+        on_events=None if monitored is None else monitored.metrics.events,
     )
     state = State()
     receiver = Receiver(state, URL, hooks=hooks, exchange=EXCHANGE, queue=queue, wakeup=False)

@@ -1,12 +1,14 @@
 """The receiver's whole read path without a broker: the benchmark's events as the AMQP frames
 RabbitMQ sends (basic.deliver, content header with the `hostname` header, body), replayed
 through a socket that returns them in reads of up to 256 KiB, into `Receiver._read_loop`: frame
-parser, ingestion, state, and the `on_event` hook (the `--http` metrics) when asked for.
+parser, ingestion, state, and the `on_events` hook (the `--http` metrics) when asked for.
 
 Under callgrind (bench/callgrind.py) this gives the instructions per event of everything evcam
 does for an event from socket to hook, for any variant, unmoved by the machine's load.
 
-    python -m bench.readpath on|off BATCH MESSAGES_MADE MESSAGES_READ
+    python -m bench.readpath on|off|each BATCH MESSAGES_MADE MESSAGES_READ
+
+(`each`: the metrics called once per event, through `on_event`, instead of once per read.)
 """
 
 from __future__ import annotations
@@ -81,13 +83,18 @@ class _Connection:
 
 
 def replay(reads: list[bytes], metrics: Any = None) -> Any:
-    """Run a fresh receiver's read loop over `reads`, `metrics.event` (an `EventMetrics`) as its
-    `on_event` hook if given; return the receiver."""
+    """Run a fresh receiver's read loop over `reads`, `metrics.events` (an `EventMetrics`) as
+    its `on_events` hook if given; return the receiver."""
     from evcam.receiver import Receiver, ReceiverHooks
     from evcam.state import State
 
-    hooks = ReceiverHooks(on_event=None if metrics is None else metrics.event)
+    hooks = ReceiverHooks(on_events=None if metrics is None else metrics.events)
     receiver = Receiver(State(), "amqp://guest:guest@127.0.0.1:1//", hooks=hooks, wakeup=False)
+    return replay_with(receiver, reads)
+
+
+def replay_with(receiver: Any, reads: list[bytes]) -> Any:
+    """Run `receiver`'s read loop over `reads` until they run out; return the receiver."""
     with contextlib.suppress(ConnectionError):  # the replay ran out: "server closed"
         receiver._read_loop(_Connection(), _Transport(_Socket(reads)), CHANNEL)
     return receiver
@@ -102,8 +109,16 @@ def child(variant: str, batch: int, made: int, read: int) -> None:
     kept = reads[: max(1, len(reads) * read // made)]
     from evcam.metrics import EventMetrics
 
-    metrics = EventMetrics() if variant == "on" else None
+    metrics = EventMetrics() if variant in ("on", "each") else None
     gc.collect()
+    if variant == "each":  # the same counting, one call per event (the `on_event` hook)
+        from evcam.receiver import Receiver, ReceiverHooks
+        from evcam.state import State
+
+        hooks = ReceiverHooks(on_event=metrics.event)  # type: ignore[union-attr]
+        receiver = Receiver(State(), "amqp://guest:guest@127.0.0.1:1//", hooks=hooks, wakeup=False)
+        replay_with(receiver, kept)
+        return
     replay(kept, metrics)
 
 

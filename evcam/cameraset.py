@@ -78,7 +78,7 @@ class StoredMinimum:
         self._stored: dict[str, tuple[Any, int]] = {}
         self._lock = threading.Lock()
 
-    def hooks(self) -> dict[str, Callable[[], Any]]:
+    def hooks(self) -> dict[str, Any]:
         """The receiver hooks of zero-loss mode, for its `ReceiverHooks`: `on_backlog` asks the
         least advanced camera for a shot; `on_stopping` takes the final shots before the
         connection closes, so they are acked."""

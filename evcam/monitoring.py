@@ -1,7 +1,7 @@
 """Wiring of `--http`: event counting on the receiver, the collector, health, the HTTP thread.
 
-After the fork the runner makes the counters first (`event_metrics(settings)`: their `event`
-is the receiver's `on_event` hook, given to its constructor), then calls `Monitoring.start(...)`
+After the fork the runner makes the counters first (`event_metrics(settings)`: their `events`
+is the receiver's `on_events` hook, given to its constructor), then calls `Monitoring.start(...)`
 once the receiver, cameras and state exist, `beat()` from its main-loop hook and `close()` on
 the way out.
 """
@@ -44,7 +44,7 @@ class Monitoring:
         cameras: Mapping[str, Any],
         state: Any,
     ) -> Monitoring:
-        """Serve the endpoints for `metrics` (the receiver's `on_event` hook counts into it)
+        """Serve the endpoints for `metrics` (the receiver's `on_events` hook counts into it)
         and the health of `receiver` and `cameras` (OSError if the bind fails)."""
         assert settings.http is not None
         registry = CollectorRegistry(auto_describe=False)

@@ -205,7 +205,7 @@ def _record(settings: Settings, signals: Signals, notifier: Notifier, logging_: 
         on_ready=on_ready,
         on_iteration=on_iteration,
         on_connection_error=on_connection_error,
-        on_event=None if metrics is None else metrics.event,
+        on_events=None if metrics is None else metrics.events,
         **(stored.hooks() if stored is not None else {}),
     )
     receiver = Receiver(
@@ -282,7 +282,7 @@ def _stop_timers(timers: list[Any], wait: bool = True) -> None:
 
 
 def _event_metrics(settings: Settings) -> Any:
-    """With `--http`, the event counters the receiver feeds (its `on_event` hook); else None."""
+    """With `--http`, the event counters the receiver feeds (its `on_events` hook); else None."""
     if settings.http is None:
         return None
     from evcam.monitoring import event_metrics

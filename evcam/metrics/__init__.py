@@ -1,8 +1,8 @@
 """Cluster metrics counted from the event stream (`--http`), as small parts behind one hook.
 
-`EventMetrics.event(event)` (evcam.metrics.events) is the receiver's `on_event`: it counts each
-accepted event into plain dicts and lists, and the exporter turns them into Prometheus families
-at scrape time. The parts, one job each:
+`EventMetrics.events(batch)` (evcam.metrics.events) is the receiver's `on_events`: it counts the
+accepted events of each read into plain dicts and lists, and the exporter turns them into
+Prometheus families at scrape time. The parts, one job each:
 
 - `labels.Labels`: the label budget (task names beyond `max_task_names` become `other`;
   hostname modes `full`, `host`, `none`) and `exception_label`;

@@ -46,6 +46,7 @@ class Housekeeping:
         """One pass (raises `StreamStalled` from the watchdog). True when the loop must end."""
         self.next_tick = now + TICK
         ingestion = self.ingestion
+        ingestion.flush_applied()
         if ingestion.heard:
             ingestion.heard = False
             self.watchdog.heard(now)

@@ -3,7 +3,8 @@
 Nothing a producer sends can end the stream: a message that is not JSON events, an event the
 clock or the state refuses, any exception while one message is handled (`poison`) is one
 rejection counted by reason, confined to its message or list element. Only events the state
-applied count in `stats.events`, reach `on_event` and move `last_event_at`; `handled()` is the
+applied count in `stats.events`, reach `on_event` (and, collected in `applied`, `on_events`
+at the next `flush_applied()`) and move `last_event_at`; `handled()` is the
 single place that records a message and moves `state.watermark` past it (also for a rejected
 message, so that zero-loss mode acks it with the next stored shot).
 
@@ -27,7 +28,7 @@ from evcam.receiver.decode import (
     check_content,
     decode_body,
 )
-from evcam.receiver.hooks import ReceiverHooks
+from evcam.receiver.hooks import ReceiverHooks, call_hook
 from evcam.receiver.rejections import Rejections, describe
 from evcam.receiver.stats import ReceiverStats
 from evcam.receiver.watchdog import Watchdog
@@ -64,6 +65,8 @@ class Ingestion:
         )
         self._state_rejections = getattr(state, "rejected_count", 0)
         self._ingesting = False
+        #: Applied events not yet handed to `on_events` (cleared in place by `flush_applied`).
+        self.applied: list[dict[str, Any]] = []
 
     def ingest(
         self,
@@ -100,6 +103,7 @@ class Ingestion:
         now = time.time()
         normalize = self.clock.normalize
         feed, on_event = state.event, self.hooks.on_event
+        keep = self.applied.append if self.hooks.on_events is not None else None
         window = self.window
         pause_seq = window.pause_seq
         acks = window.enabled  # back-pressure and early shots exist in ack mode only
@@ -107,6 +111,7 @@ class Ingestion:
         for event in events:
             if acks and state.seq >= pause_seq:
                 if window.must_pause():
+                    self.flush_applied()  # counted before the wait, not after it
                     window.wait_for_room(*self.pause_callbacks)
                 pause_seq = window.pause_seq  # `must_pause` moves it to the next check
             try:
@@ -131,6 +136,8 @@ class Ingestion:
                 # Here, and only here, an event has been applied to the state.
                 if on_event is not None:
                     on_event(event)
+                if keep is not None:
+                    keep(event)
             except Exception as exc:  # poison: confined to this event, never a reconnect
                 self.reject("poison", describe(exc), exc)
                 continue
@@ -142,6 +149,15 @@ class Ingestion:
                 tag.__class__ is int and tag >= window.soon_tag
             ):
                 window.early_shot(soon)
+
+    def flush_applied(self) -> None:
+        """Hand the events applied since the last call to `on_events`, then forget them."""
+        applied = self.applied
+        if applied:
+            try:
+                call_hook(self.hooks.on_events, applied)  # type: ignore[arg-type]
+            finally:
+                applied.clear()
 
     def handled(self, tag: Any, accepted: int = 0, now: float = 0.0) -> None:
         """Count one message as handled and move the watermark past it."""

@@ -354,7 +354,7 @@ class Receiver:
             # Pub/sub transports subscribe on the first drain: wake workers up only after it.
             wakeup = self._wakeup if self.wakeup else None
             poll = ACK_POLL if self.acks else TICK
-            drain_loop(conn, self.window, self.house, poll, wakeup)
+            drain_loop(conn, ingestion, self.window, self.house, poll, wakeup)
 
     def _read_loop(self, amqp_conn: Any, transport: Any, channel_id: int) -> None:
         """The plain-TCP AMQP fast path on `transport` (`reader.read_loop`), with a new parser."""

@@ -7,13 +7,13 @@
   message costs time linear in its size.
 - `drain_loop`: TLS, Redis and the other transports, read and dispatched by kombu / py-amqp.
 
-Both send a requested ack on every pass and call housekeeping about twice a second; they return
-once housekeeping says the receiver must stop.
+Both send a requested ack on every pass, hand the events a read applied to `on_events`
+(`Ingestion.flush_applied`) and call housekeeping about twice a second; they return once
+housekeeping says the receiver must stop.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +42,7 @@ def read_loop(
     sock.settimeout(poll)
     channel_id = parser.channel_id
     ingest, too_large = ingestion.ingest, ingestion.too_large
+    flush = ingestion.flush_applied
     recv = sock.recv
     parse = parser.parse
     buf = transport._read_buffer or b""
@@ -64,11 +65,13 @@ def read_loop(
                     too_large(tag)
                 else:
                     ingest(body, ctype, cenc, compressed, tag)
+            flush()
             if size >= 7 and not parser.discard and needs_amqp(buf, channel_id):
                 # One method (plus its content, if any) for py-amqp, then back to parsing.
                 transport._read_buffer = buf
                 while not amqp_conn.blocking_read(TICK):
                     pass
+                flush()  # a delivery py-amqp read went through `on_amqp_message`
                 buf = transport._read_buffer
                 transport._read_buffer = b""
                 size = len(buf)
@@ -94,6 +97,7 @@ def read_loop(
 
 def drain_loop(
     conn: Connection,
+    ingestion: Ingestion,
     window: AckWindow,
     house: Housekeeping,
     poll: float,
@@ -102,9 +106,14 @@ def drain_loop(
     """kombu / py-amqp read and dispatch; `wakeup` runs after the first drain (pub/sub
     transports subscribe there)."""
     drain = conn.drain_events
+    flush = ingestion.flush_applied
     while True:
-        with contextlib.suppress(TimeoutError):
+        try:
             drain(timeout=0.05 if wakeup is not None else poll)
+        except TimeoutError:
+            pass
+        finally:
+            flush()
         if wakeup is not None:
             pending, wakeup = wakeup, None
             pending()

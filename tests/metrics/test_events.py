@@ -87,3 +87,30 @@ def test_odd_fields_never_raise() -> None:
     assert m.drops()["metrics_error"] == 1  # an unhashable name
     assert count(m, "task-started", name="unknown") == 1
     assert count(m, "task-succeeded", name="unknown") == 1
+
+
+def test_a_batch_counts_exactly_what_the_same_events_one_by_one_count() -> None:
+    """`events(batch)` (the receiver's `on_events`) and `event()` per event give the same
+    counters, histograms and drops, odd events and early returns inside a batch included."""
+    stream = []
+    for i in range(60):
+        stream.append(ev("task-received", f"t{i}", name=f"p.n{i % 3}", hostname=W1))
+        stream.append(ev("task-started", f"t{i}", hostname=W1))
+        if i % 7 == 0:
+            stream.append(ev("task-failed", f"t{i}", hostname=W1, exception="KeyError('x')"))
+        else:
+            stream.append(ev("task-succeeded", f"t{i}", hostname=W1, runtime=0.01 * i))
+    stream.insert(10, ev("task-received", "t1", name=["unhashable"], hostname=W1))
+    stream.insert(20, ev("task-succeeded", "never-seen", hostname=W1, runtime=1.0))
+    stream.insert(30, ev("task-received", "t2", name="p.late", hostname=W1))  # finished already
+    one, batched = EventMetrics(), EventMetrics()
+    for event in stream:
+        one.event(event)
+    batched.events(stream[:25])
+    batched.events(stream[25:])
+    assert batched.counters() == one.counters()
+    assert batched.runtime.read() == one.runtime.read()
+    assert batched.received_wait.read() == one.received_wait.read()
+    assert batched.failed_runtime.read() == one.failed_runtime.read()
+    assert batched.drops() == one.drops()
+    assert sum(n for key, n in one.counters().items() if key[0] == "task-succeeded") == 52

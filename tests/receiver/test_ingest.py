@@ -179,3 +179,47 @@ def test_no_periodic_receiver_stats_record(receiver: Receiver) -> None:
         for now in (1000.0, 1070.0, 1140.0, 1210.0):
             receiver.house.update_rate(now)
     assert not [r for r in logs if r["event"] == "receiver.stats"]
+
+
+def test_on_events_gets_the_applied_events_of_a_read_once_in_order() -> None:
+    """`on_events` gets exactly the events the state applied (not the refused ones), in
+    order, once each, a batch per read of the socket, not one call per event."""
+    from bench import readpath
+    from evcam.receiver import ReceiverHooks
+
+    batches: list[list[str]] = []
+    hooks = ReceiverHooks(on_events=lambda events: batches.append([e["uuid"] for e in events]))
+    r = Receiver(State(), URL, hooks=hooks, wakeup=False)
+    bodies = [orjson.dumps(task(i)) for i in range(400)]
+    bodies[7] = orjson.dumps(task(7, uuid=""))  # refused by the state
+    bodies[9] = b"not json"  # poison
+    data = b"".join(readpath.delivery(tag, "task.received", body, "w@h")
+                    for tag, body in enumerate(bodies, 1))  # fmt: skip
+    reads = [data[i : i + 8192] for i in range(0, len(data), 8192)]
+    readpath.replay_with(r, reads)
+    expected = [f"t{i}" for i in range(400) if i not in (7, 9)]
+    assert [uuid for batch in batches for uuid in batch] == expected
+    assert 1 < len(batches) <= len(reads)
+    assert r.stats.events == len(expected)
+
+
+def test_applied_events_are_handed_over_before_a_back_pressure_pause() -> None:
+    """Before ingestion waits for room, the events applied so far reach `on_events` (a scrape
+    during a pause sees them), and the batch list is emptied."""
+    from evcam.receiver import ReceiverHooks
+
+    seen: list[str] = []
+    hooks = ReceiverHooks(on_events=lambda events: seen.extend(e["uuid"] for e in events))
+    r = Receiver(State(), URL, hooks=hooks, wakeup=False)
+    window = r.ingestion.window
+    window.enabled, window.pause_seq = True, 2
+
+    def wait_for_room(*_: Any) -> None:
+        assert seen == ["t0", "t1"] and not r.ingestion.applied
+        window.pause_seq = float("inf")
+
+    window.must_pause = lambda: True  # type: ignore[method-assign]
+    window.wait_for_room = wait_for_room  # type: ignore[method-assign]
+    feed(r, [task(0), task(1), task(2)])
+    r.ingestion.flush_applied()
+    assert seen == ["t0", "t1", "t2"]

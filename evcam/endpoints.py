@@ -15,6 +15,7 @@ from __future__ import annotations
 import errno
 import json
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -24,9 +25,13 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from evcam.log import get_logger
+
 DEFAULT_PORT = 9817  # not celery-exporter's 9808 nor Flower's 5555
 DEFAULT_HOST = "127.0.0.1"
 LOOP_STALL = 10.0  # /healthz: seconds without a main-loop iteration that mean "hung"
+
+log = get_logger(__name__)
 
 
 class AddressError(ValueError):
@@ -134,16 +139,28 @@ class Health:
         return not reasons, result
 
 
+class _HTTPServer(ThreadingHTTPServer):
+    """A scraper that hangs up mid-answer (its timeout) is its own business: no traceback on
+    stderr, as `socketserver` prints by default; anything else is logged once, with it."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            log.debug("http.client_gone", client=str(client_address), error=repr(error))
+            return
+        log.warning("http.request_failed", client=str(client_address), exc_info=True)
+
+
+class _HTTPServer6(_HTTPServer):
+    address_family = socket.AF_INET6
+
+
 class Server:
     """The endpoints' HTTP server in a daemon thread; `close()` stops it."""
 
     def __init__(self, host: str, port: int, registry: CollectorRegistry, health: Health) -> None:
         handler = type("Handler", (_Handler,), {"registry": registry, "health": health})
-        server_class: type[ThreadingHTTPServer] = ThreadingHTTPServer
-        if ":" in host:
-            server_class = type(
-                "Server6", (ThreadingHTTPServer,), {"address_family": socket.AF_INET6}
-            )
+        server_class: type[_HTTPServer] = _HTTPServer6 if ":" in host else _HTTPServer
         self.httpd = server_class((host, port), handler)
         self.httpd.daemon_threads = True
         self.address = self.httpd.server_address[:2]

@@ -137,3 +137,33 @@ def test_readyz_is_503_with_a_json_reason(server: tuple[Server, Receiver]) -> No
     assert status == 503
     assert content_type == "application/json"
     assert json.loads(body)["reasons"] == ["not consuming: the broker connection is down"]
+
+
+def test_a_scraper_hanging_up_mid_answer_prints_no_traceback(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """A client gone before the answer (a scrape timeout) used to print socketserver's
+    traceback on stderr, the journal of a daemon; now it is a debug line and serving goes on."""
+    import struct
+    import time as clock
+
+    class Slow:
+        def collect(self) -> list[object]:
+            clock.sleep(0.3)  # the client is gone by the time the answer is written
+            return []
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Slow())  # type: ignore[arg-type]
+    srv = Server("127.0.0.1", 0, registry, Health(Receiver(connected=True), {})).start()
+    try:
+        for _ in range(3):
+            client = socket.create_connection(srv.address, timeout=5)
+            client.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()  # a reset, not a goodbye
+        clock.sleep(1.2)
+        assert get(srv, "/healthz")[0] == 200
+    finally:
+        srv.close()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Exception occurred" not in err

@@ -55,10 +55,12 @@ def done(*_):
     sys.exit(0)
 signal.signal(signal.SIGTERM, done)
 while True:
-    time.sleep(every)
     with urllib.request.urlopen(url, timeout=5) as response:
         response.read()
     count += 1
+    if count == 1:
+        print("ready", flush=True)
+    time.sleep(every)
 """
 
 
@@ -88,12 +90,16 @@ class Monitored:
                 stdout=subprocess.PIPE,
                 text=True,
             )
+            # Its start-up (a Python interpreter) must not overlap the drain it scrapes.
+            assert self.scraper.stdout is not None
+            if self.scraper.stdout.readline().strip() != "ready":
+                raise RuntimeError("the scraper did not get /metrics")
 
     def close(self) -> None:
         if self.scraper is not None:
             self.scraper.terminate()
             out, _ = self.scraper.communicate(timeout=10)
-            self.scrapes += int(out.strip() or 0)
+            self.scrapes += int(out.split()[-1] if out.split() else 0)
             self.scraper = None
         self.server.close()
 

@@ -245,7 +245,11 @@ def test_unreachable_broker_is_retried_with_hooks_and_stop_still_works() -> None
 
 
 def _celery_side(app: Any, stop: threading.Event, ready: threading.Event) -> Any:
-    """Celery's own EventReceiver + State, consuming the same exchange with its own queue."""
+    """Celery's own EventReceiver + State, consuming the same exchange with its own queue.
+
+    `stop` ends it within half a second even when no event comes (kombu's consume loop yields
+    only after a message, but checks `should_stop` on every pass): a thread left consuming
+    would die noisily when a later test restarts the broker."""
     from celery.events.state import State as CeleryState
 
     state = CeleryState()
@@ -254,6 +258,11 @@ def _celery_side(app: Any, stop: threading.Event, ready: threading.Event) -> Any
         with app.connection_for_read() as conn:
             receiver = app.events.Receiver(conn, handlers={"*": state.event})
             receiver.should_stop = False
+            watcher = threading.Thread(
+                target=lambda: setattr(receiver, "should_stop", stop.wait(600) or True),
+                daemon=True,
+            )
+            watcher.start()
             for _ in receiver.consume(limit=None, timeout=None, safety_interval=0.5):
                 if not ready.is_set():
                     ready.set()
@@ -323,6 +332,7 @@ def test_evcam_and_celery_end_with_identical_tasks(
     finally:
         stop.set()
         celery_thread.join(10)
+    assert not celery_thread.is_alive()  # it must not outlive the test (see _celery_side)
     assert workload.final_states(ours, roles) == workload.expected_states(roles)
     assert workload.final_states(theirs, roles) == workload.expected_states(roles)
     for task_id in ids:

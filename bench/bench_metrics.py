@@ -260,7 +260,8 @@ def instruction_ratios() -> dict[str, Any] | None:
     figures: dict[str, Any] = {}
     for batch in SHAPES:
         made, low, high = _window(batch)
-        events = readpath.events_in(batch, made, high) - readpath.events_in(batch, made, low)
+        low_events, high_events = readpath.events_in(batch, made, low, high)
+        events = high_events - low_events
         per_event = {
             variant: (counts[batch, variant, high] - counts[batch, variant, low]) / events
             for variant in ("off", "on")

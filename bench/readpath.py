@@ -13,7 +13,6 @@ does for an event from socket to hook, for any variant, unmoved by the machine's
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import struct
 import sys
@@ -55,7 +54,9 @@ def stream(messages: int, batch: int) -> list[bytes]:
     return [data[i : i + READ_SIZE] for i in range(0, len(data), READ_SIZE)]
 
 
-class _Socket:
+class ReplaySocket:
+    """A socket that returns `reads` one per `recv`, then b"" (the server closed)."""
+
     def __init__(self, reads: list[bytes]) -> None:
         self.reads = reads[::-1]
 
@@ -63,16 +64,18 @@ class _Socket:
         pass
 
     def recv(self, size: int) -> bytes:
-        return self.reads.pop() if self.reads else b""  # b"": the server closed
+        return self.reads.pop() if self.reads else b""
 
 
-class _Transport:
-    def __init__(self, sock: _Socket) -> None:
+class ReplayTransport:
+    """py-amqp's transport as the read loop sees it: a socket and an empty read buffer."""
+
+    def __init__(self, sock: Any) -> None:
         self.sock = sock
         self._read_buffer = b""
 
 
-class _Connection:
+class ReplayConnection:
     """py-amqp's connection as the read loop sees it, with nothing for py-amqp to read."""
 
     bytes_recv = 0
@@ -82,51 +85,56 @@ class _Connection:
         raise AssertionError("no frame for py-amqp in a replay")
 
 
-def replay(reads: list[bytes], metrics: Any = None) -> Any:
-    """Run a fresh receiver's read loop over `reads`, `metrics.events` (an `EventMetrics`) as
-    its `on_events` hook if given; return the receiver."""
+def replay(reads: list[bytes], metrics: Any = None, each: bool = False) -> Any:
+    """Run a fresh receiver's read loop over `reads`; return the receiver. With `metrics` (an
+    `EventMetrics`), it counts as the daemon wires it (`on_events`), or with `each` one call
+    per event (`on_event`)."""
     from evcam.receiver import Receiver, ReceiverHooks
     from evcam.state import State
 
-    hooks = ReceiverHooks(on_events=None if metrics is None else metrics.events)
+    if metrics is None:
+        hooks = ReceiverHooks()
+    elif each:
+        hooks = ReceiverHooks(on_event=metrics.event)
+    else:
+        hooks = ReceiverHooks(on_events=metrics.events)
     receiver = Receiver(State(), "amqp://guest:guest@127.0.0.1:1//", hooks=hooks, wakeup=False)
     return replay_with(receiver, reads)
 
 
 def replay_with(receiver: Any, reads: list[bytes]) -> Any:
-    """Run `receiver`'s read loop over `reads` until they run out; return the receiver."""
-    with contextlib.suppress(ConnectionError):  # the replay ran out: "server closed"
-        receiver._read_loop(_Connection(), _Transport(_Socket(reads)), CHANNEL)
+    """Run `receiver`'s read loop over `reads` until they run out ("server closed"); any other
+    ConnectionError (a framing error) is raised. Returns the receiver."""
+    try:
+        receiver._read_loop(ReplayConnection(), ReplayTransport(ReplaySocket(reads)), CHANNEL)
+    except ConnectionError as exc:
+        if "server closed" not in str(exc):
+            raise
     return receiver
+
+
+def _kept(reads: list[bytes], made: int, read: int) -> list[bytes]:
+    """The reads that cover the first `read` of `made` messages (at least one)."""
+    return reads[: max(1, len(reads) * read // made)]
 
 
 def child(variant: str, batch: int, made: int, read: int) -> None:
     """Make `made` messages' reads, replay those covering the first `read` (callgrind child)."""
     import logging
 
-    logging.disable(logging.WARNING)  # replayed timestamps are old: no clock-drift lines
-    reads = stream(made, batch)
-    kept = reads[: max(1, len(reads) * read // made)]
     from evcam.metrics import EventMetrics
 
+    logging.disable(logging.WARNING)  # replayed timestamps are old: no clock-drift lines
+    kept = _kept(stream(made, batch), made, read)
     metrics = EventMetrics() if variant in ("on", "each") else None
     gc.collect()
-    if variant == "each":  # the same counting, one call per event (the `on_event` hook)
-        from evcam.receiver import Receiver, ReceiverHooks
-        from evcam.state import State
-
-        hooks = ReceiverHooks(on_event=metrics.event)  # type: ignore[union-attr]
-        receiver = Receiver(State(), "amqp://guest:guest@127.0.0.1:1//", hooks=hooks, wakeup=False)
-        replay_with(receiver, kept)
-        return
-    replay(kept, metrics)
+    replay(kept, metrics, each=variant == "each")
 
 
-def events_in(batch: int, made: int, read: int) -> int:
-    """Events the child applies: those of the reads it keeps (counted by a plain replay)."""
-    reads = stream(made, batch)
-    kept = reads[: max(1, len(reads) * read // made)]
-    return replay(kept).stats.events  # type: ignore[no-any-return]
+def events_in(batch: int, made: int, *reads: int) -> list[int]:
+    """Events the child applies for each number of messages read (a plain replay each)."""
+    made_reads = stream(made, batch)
+    return [replay(_kept(made_reads, made, read)).stats.events for read in reads]
 
 
 if __name__ == "__main__":

@@ -154,10 +154,8 @@ class Ingestion:
         """Hand the events applied since the last call to `on_events`, then forget them."""
         applied = self.applied
         if applied:
-            try:
-                call_hook(self.hooks.on_events, applied)  # type: ignore[arg-type]
-            finally:
-                applied.clear()
+            call_hook(self.hooks.on_events, applied)  # type: ignore[arg-type]
+            applied.clear()
 
     def handled(self, tag: Any, accepted: int = 0, now: float = 0.0) -> None:
         """Count one message as handled and move the watermark past it."""

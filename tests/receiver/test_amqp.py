@@ -8,11 +8,11 @@ these tests pin the parser without a broker; the broker tests cover it end to en
 from __future__ import annotations
 
 import struct
-from typing import Any
 
 import orjson
 import pytest
 
+from bench import readpath
 from evcam.receiver import Receiver
 from evcam.receiver import loop as receiver_loop
 from evcam.receiver.amqp import DEFAULT_FRAME_MAX, Delivery, FrameParser, needs_amqp
@@ -294,7 +294,10 @@ def test_a_large_message_is_parsed_in_linear_work(
 
     sender = threading.Thread(target=send, daemon=True)
     sender.start()
-    loop = threading.Thread(target=receiver._read_loop, args=(_Conn(), _Transport(ours), CHANNEL))
+    loop = threading.Thread(
+        target=receiver._read_loop,
+        args=(readpath.ReplayConnection(), readpath.ReplayTransport(ours), CHANNEL),
+    )
     loop.daemon = True
     loop.start()
     try:
@@ -323,37 +326,10 @@ def test_a_reconnect_forgets_a_half_skipped_message() -> None:
 
 
 def _read_connection(r: Receiver, stream: bytes) -> FrameParser | None:
-    """Run the receiver's read loop over one connection that sends `stream`, then closes."""
-    chunks = [stream]
-
-    class Sock:
-        def settimeout(self, timeout: float) -> None:
-            pass
-
-        def recv(self, size: int) -> bytes:
-            return chunks.pop() if chunks else b""
-
-    with pytest.raises(ConnectionError, match="server closed"):
-        r._read_loop(_Conn(), _Transport(Sock()), CHANNEL)
+    """Run the receiver's read loop over one connection that sends `stream`, then closes (any
+    other ConnectionError is raised)."""
+    readpath.replay_with(r, [stream])
     return r.parser
-
-
-class _Conn:
-    """py-amqp's connection as the read loop sees it, with nothing for py-amqp to read."""
-
-    bytes_recv = 0
-    frame_max = 131072
-
-    def blocking_read(self, timeout: float) -> bool:
-        raise AssertionError("no frame for py-amqp here")
-
-
-class _Transport:
-    """py-amqp's transport as the read loop sees it: a socket and an empty read buffer."""
-
-    def __init__(self, sock: Any) -> None:
-        self.sock = sock
-        self._read_buffer = b""
 
 
 def test_a_body_after_an_empty_content_header_is_a_connection_error(receiver: Receiver) -> None:

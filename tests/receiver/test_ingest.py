@@ -203,6 +203,31 @@ def test_on_events_gets_the_applied_events_of_a_read_once_in_order() -> None:
     assert r.stats.events == len(expected)
 
 
+def test_on_events_batches_stay_small_within_one_large_read() -> None:
+    """A read holding far more events than `FLUSH_AT` is handed to `on_events` in batches of
+    about `FLUSH_AT` (holding a whole read's events alive slowed ingestion), in order."""
+    from bench import readpath
+    from evcam.receiver import ReceiverHooks
+    from evcam.receiver.ingest import FLUSH_AT
+
+    sizes: list[int] = []
+    uuids: list[str] = []
+
+    def on_events(events: list[dict[str, Any]]) -> None:
+        sizes.append(len(events))
+        uuids.extend(e["uuid"] for e in events)
+
+    r = Receiver(State(), URL, hooks=ReceiverHooks(on_events=on_events), wakeup=False)
+    singles = [orjson.dumps(task(i)) for i in range(1000)]
+    lists = [orjson.dumps([task(1000 + 24 * j + k) for k in range(24)]) for j in range(20)]
+    data = b"".join(readpath.delivery(tag, "task.multi", body, "w@h")
+                    for tag, body in enumerate(singles + lists, 1))  # fmt: skip
+    readpath.replay_with(r, [data])  # one read
+    assert uuids == [f"t{i}" for i in range(1480)]
+    assert len(sizes) >= 1480 // (FLUSH_AT + 24)
+    assert max(sizes) < FLUSH_AT + 24
+
+
 def test_applied_events_are_handed_over_before_a_back_pressure_pause() -> None:
     """Before ingestion waits for room, the events applied so far reach `on_events` (a scrape
     during a pause sees them), and the batch list is emptied."""

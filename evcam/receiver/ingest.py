@@ -36,11 +36,12 @@ from evcam.receiver.watchdog import Watchdog
 
 __all__ = ["FLUSH_AT", "Ingestion"]
 
-#: Applied events held for `on_events` before they are handed over within a read. A whole read
-#: (up to 256 KiB: about 750 events) held the event dicts alive past the collector's young
-#: generation, which then traced and promoted them: the read path ran at 0.75-0.82 of its
-#: speed with `--http` metrics instead of 0.86 (`python -m bench metrics`, interleaved drains).
-#: Between 64 and 384 the cost is flat; below 32 the calls' own cost shows.
+#: Applied events held for `on_events` before they are handed over within a read. Holding a
+#: whole read's (up to 256 KiB: about 750 events) kept that many event dicts alive: their memory
+#: was no longer reused warm from the allocator, and the collector traced and promoted them.
+#: The read path ran at 0.74-0.82 of its speed without metrics, against 0.86-0.87 now (replays
+#: interleaved with it, as `python -m bench metrics` does). From 64 to 384 the figure is flat;
+#: below 32 the calls' own cost shows.
 FLUSH_AT = 128
 
 

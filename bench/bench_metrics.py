@@ -1,47 +1,47 @@
-"""The cost of `--http` metrics on ingestion: the same pre-filled queue drained by evcam's
-receiver with metrics off, on, and on while `/metrics` is scraped every 0.1 s over HTTP.
+"""The cost of `--http` metrics on ingestion: one pre-filled queue drained by evcam's receiver
+with its slices interleaved between metrics off, on, and on while `/metrics` is scraped.
 
-Variants alternate within one run (ROUNDS rounds, the order reversed every other round) so that
-load from elsewhere on the machine hits all of them alike. Each drain is timed from the moment
-the receiver consumes (the queue is full by then) to the last event applied: wall-clock seconds,
-and CPU seconds of the whole process (every thread: receiver, HTTP server, scraper). Two
-estimates per variant, each a ratio to "off" (events per second, so 1.0 is free):
+The receiver's `on_events` hook is switched between the variants every 2-6 ms, at message
+boundaries (bench/interleave.py), and each variant's wall seconds, CPU seconds of the whole
+process (receiver and HTTP server threads) and events applied are summed over its slices. The
+machine's CPU runs the same code at two speeds, a factor of two apart, in phases of one to five
+seconds: separate drains of a few seconds each differ by up to a factor of two for that reason
+alone, while slices of a few milliseconds take every variant through the same phases. Figures
+are ratios of events per second (wall) and per CPU second to "off" (1.0 is free):
 
-- median: the median over rounds of each round's ratio;
-- best: the fastest drain of the variant over the fastest "off" drain (`timeit`'s estimator).
+- the drain through RabbitMQ (INTERLEAVED events): throughput, and CPU cost. When the broker
+  is the bottleneck (single-event messages on 2 cores), throughput hides evcam's cost and CPU
+  shows it;
+- the same events replayed as frames through the read loop without a broker (off and on);
+- instructions per event of that replay under callgrind (bench/readpath.py), which no load
+  moves; skipped with EVCAM_BENCH_CALLGRIND=0.
 
-The best-of figure is the one to read on a shared virtual machine: its CPU runs the same code at
-two speeds, a factor of two apart, in phases of one to five seconds, so a drain that falls in a
-slow phase is slower for reasons of its own; the fastest drains of each variant ran in a fast
-phase. Drains are short (EVENTS, 20,000 by default) so that many rounds fit.
+In "on+scrape" slices a scraper process (as Prometheus is: the client's work is not evcam's)
+gets `/metrics` every SCRAPE_INTERVAL seconds of those slices' time; it is stopped (SIGSTOP)
+in the others. Target: at least 0.90 of off. `python -m bench metrics`.
 
-Then the same comparison without the broker or the machine's noise: instructions per event of the
-receiver's whole read path (frames, ingestion, state, metrics) replaying recorded frames under
-callgrind (bench/readpath.py), metrics on over off; skipped with EVCAM_BENCH_CALLGRIND=0.
-Target: at least 0.90 of off. `python -m bench metrics`.
-
-With EVCAM_BENCH_SUSTAINED=60, a sustained run follows: drains alternate between metrics off and
-metrics on with one scraper hitting `/metrics` every 0.1 s for the whole run, until the scraped
-drains add up to that many seconds.
+With EVCAM_BENCH_SUSTAINED=60, a sustained run follows: queue after queue of lists of 24 drained
+with slices interleaved between off and on+scrape, until the scraped slices add up to that
+many seconds.
 """
 
 from __future__ import annotations
 
 import fcntl
+import gc
 import os
-import statistics
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from bench.bench_receiver import URL
 
 EXCHANGE = "evcam.bench.metrics"  # its own: the receiver benchmark's queues must not fill up
-EVENTS = int(os.environ.get("EVCAM_BENCH_METRICS_EVENTS", "20000"))
-ROUNDS = int(os.environ.get("EVCAM_BENCH_ROUNDS", "9"))
+EVENTS = int(os.environ.get("EVCAM_BENCH_METRICS_EVENTS", "300000"))
 SUSTAINED = float(os.environ.get("EVCAM_BENCH_SUSTAINED", "0"))
 SHAPES = [int(n) for n in os.environ.get("EVCAM_BENCH_METRICS_SHAPES", "1,24").split(",") if n]
 SCRAPE_INTERVAL = 0.1
@@ -65,11 +65,11 @@ while True:
 
 
 class Monitored:
-    """EventMetrics, exporter and HTTP server as `--http` sets them up; optionally a scraper
-    that gets `/metrics` every 0.1 s until `close()`. The scraper is a process of its own, as
-    Prometheus is: the client's work is not evcam's."""
+    """EventMetrics, exporter and HTTP server as `--http` sets them up, and a scraper process
+    that gets `/metrics` every `every` seconds while it runs, stopped (SIGSTOP) to begin with;
+    `scraping(bool)` lets it run or stops it."""
 
-    def __init__(self, scrape: bool) -> None:
+    def __init__(self, every: float) -> None:
         from prometheus_client import CollectorRegistry
 
         from evcam.endpoints import Health, Server
@@ -83,68 +83,120 @@ class Monitored:
         self.server = Server("127.0.0.1", 0, registry, Health()).start()
         self.url = "http://{}:{}/metrics".format(*self.server.address)
         self.scrapes = 0
-        self.scraper: subprocess.Popen[str] | None = None
-        if scrape:
-            self.scraper = subprocess.Popen(
-                [sys.executable, "-c", SCRAPER, self.url, str(SCRAPE_INTERVAL)],
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            # Its start-up (a Python interpreter) must not overlap the drain it scrapes.
-            assert self.scraper.stdout is not None
-            if self.scraper.stdout.readline().strip() != "ready":
-                raise RuntimeError("the scraper did not get /metrics")
+        self.scraper = subprocess.Popen(
+            [sys.executable, "-c", SCRAPER, self.url, str(every)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        # Its start-up (a Python interpreter) must not overlap the drain it scrapes.
+        assert self.scraper.stdout is not None
+        if self.scraper.stdout.readline().strip() != "ready":
+            raise RuntimeError("the scraper did not get /metrics")
+        self.scraping(False)
+
+    def scraping(self, run: bool) -> None:
+        self.scraper.send_signal(signal.SIGCONT if run else signal.SIGSTOP)
 
     def close(self) -> None:
-        if self.scraper is not None:
-            self.scraper.terminate()
-            out, _ = self.scraper.communicate(timeout=10)
-            self.scrapes += int(out.split()[-1] if out.split() else 0)
-            self.scraper = None
+        self.scraping(True)
+        self.scraper.terminate()
+        out, _ = self.scraper.communicate(timeout=10)
+        self.scrapes += int(out.split()[-1] if out.split() else 0) - 1  # not the "ready" one
         self.server.close()
 
 
-def _fill(queue: str, batch: int) -> int:
+def _fill(queue: str, batch: int, events: int) -> int:
     from kombu import Connection
 
     from bench import loadgen
 
     with Connection(URL) as conn:
         conn.default_channel.queue_delete(queue)
-    return loadgen.publish(URL, EVENTS, batch=batch, exchange=EXCHANGE, queue=queue)
+    return loadgen.publish(URL, events, batch=batch, exchange=EXCHANGE, queue=queue)
 
 
-def _drain(queue: str, monitored: Monitored | None) -> tuple[float, float]:
-    """Wall seconds from consuming to the last event applied, and process CPU seconds."""
+def _variants(names: Sequence[str], monitored: Monitored) -> list[Any]:
+    from bench.interleave import Variant
+
+    events = monitored.metrics.events
+    made = {
+        "off": lambda: Variant("off", None),
+        "on": lambda: Variant("on", events),
+        "on+scrape": lambda: Variant(
+            "on+scrape",
+            events,
+            enter=lambda: monitored.scraping(True),
+            leave=lambda: monitored.scraping(False),
+        ),
+    }
+    return [made[name]() for name in names]
+
+
+def drain(queue: str, batch: int, events: int, variants: list[Any], monitored: Monitored) -> None:
+    """Fill `queue` with `events` events, drain it once with its slices interleaved between
+    `variants` (their figures add up in them)."""
+    from bench.interleave import Interleaver
     from evcam.receiver import Receiver, ReceiverHooks
     from evcam.state import State
 
+    _fill(queue, batch, events)
+    receiver: Any = None
+
     def on_iteration() -> None:
-        if receiver.stats.events >= EVENTS or time.perf_counter() - started > 120:
+        if interleaver.done or time.perf_counter() - started > 600:
             receiver.should_stop = True
 
-    marks: list[float] = []
-
-    def on_ready() -> None:  # consuming: the queue is full, events flow from here on
-        marks[:] = [time.time(), time.process_time()]
-
-    hooks = ReceiverHooks(
-        on_iteration=on_iteration,
-        on_ready=on_ready,
-        on_events=None if monitored is None else monitored.metrics.events,
-    )
     state = State()
-    receiver = Receiver(state, URL, hooks=hooks, exchange=EXCHANGE, queue=queue, wakeup=False)
-    if monitored is not None:
-        monitored.exporter.receiver, monitored.exporter.state = receiver, state
+    receiver = Receiver(
+        state,
+        URL,
+        hooks=ReceiverHooks(on_iteration=on_iteration),
+        exchange=EXCHANGE,
+        queue=queue,
+        wakeup=False,
+    )
+    monitored.exporter.receiver, monitored.exporter.state = receiver, state
+    interleaver = Interleaver(receiver, variants, events)
+    interleaver.install()
+    gc.collect()
     started = time.perf_counter()
     receiver.run()
-    last = receiver.stats.last_event_at
-    if receiver.stats.events < EVENTS or not marks or last is None:
-        raise RuntimeError(f"drained only {receiver.stats.events} of {EVENTS} events")
-    # CPU until the stop (the next housekeeping pass, at most 0.5 s idle after the last event;
-    # in "on+scrape" the scrapes of that half second count against it).
-    return last - marks[0], time.process_time() - marks[1]
+    if not interleaver.done:
+        raise RuntimeError(f"drained only {receiver.stats.events} of {events} events")
+
+
+def replayed(batch: int, events: int) -> float:
+    """Events per second with metrics on over off, the same events replayed as frames through
+    the read loop (no broker), slices interleaved."""
+    from bench import readpath
+    from bench.interleave import Interleaver, Variant
+    from evcam.metrics import EventMetrics
+
+    reads = readpath.stream(events // batch, batch)
+    variants = [Variant("off", None), Variant("on", EventMetrics().events)]
+    receiver = readpath.receiver()
+    interleaver = Interleaver(receiver, variants, total=events)
+    interleaver.install()
+    gc.collect()
+    readpath.replay_with(receiver, reads)
+    interleaver.finish()
+    return float(variants[1].rate() / variants[0].rate())
+
+
+def _figures(variants: list[Any]) -> dict[str, Any]:
+    off = variants[0]
+    return {
+        v.name: {
+            "events": v.events,
+            "slices": v.slices,
+            "seconds": round(v.wall, 3),
+            "cpu_seconds": round(v.cpu, 3),
+            "events_per_s": round(v.rate()),
+            "wall_ratio_to_off": round(v.rate() / off.rate(), 3),
+            "cpu_ratio_to_off": round(v.cpu_rate() / off.cpu_rate(), 3),
+        }
+        for v in variants
+    }
 
 
 def _shape(batch: int) -> dict[str, Any]:
@@ -152,85 +204,62 @@ def _shape(batch: int) -> dict[str, Any]:
 
     shape = "single" if batch == 1 else f"list{batch}"
     queue = f"evcam.bench.metrics.{shape}"
-    variants = ("off", "on", "on+scrape")
-    wall: dict[str, list[float]] = {name: [] for name in variants}
-    cpu: dict[str, list[float]] = {name: [] for name in variants}
-    scrapes = 0
+    names = ("off", "on", "on+scrape")
+    # The scraper runs in one slice of three: this paces it to SCRAPE_INTERVAL of their time.
+    monitored = Monitored(every=SCRAPE_INTERVAL * len(names))
+    variants = _variants(names, monitored)
     try:
-        for round_ in range(ROUNDS):
-            for name in variants if round_ % 2 == 0 else variants[::-1]:
-                _fill(queue, batch)
-                monitored = None if name == "off" else Monitored(scrape=name == "on+scrape")
-                try:
-                    seconds, cpu_seconds = _drain(queue, monitored)
-                finally:
-                    if monitored is not None:
-                        monitored.close()
-                        scrapes += monitored.scrapes
-                wall[name].append(seconds)
-                cpu[name].append(cpu_seconds)
+        drain(queue, batch, EVENTS, variants, monitored)
     finally:
+        monitored.close()
         with Connection(URL) as conn:
             conn.default_channel.queue_delete(queue)
-    figures: dict[str, Any] = {"scrapes": scrapes}
-    for name in variants:
-        w, c = statistics.median(wall[name]), statistics.median(cpu[name])
-        wall_ratio = statistics.median(o / v for o, v in zip(wall["off"], wall[name], strict=True))
-        cpu_ratio = statistics.median(o / v for o, v in zip(cpu["off"], cpu[name], strict=True))
-        best_wall, best_cpu = min(wall["off"]) / min(wall[name]), min(cpu["off"]) / min(cpu[name])
-        figures[name] = {
-            "seconds": round(w, 3),
-            "cpu_seconds": round(c, 3),
-            "events_per_s": round(EVENTS / w),
-            "wall_ratio_to_off": round(wall_ratio, 3),
-            "cpu_ratio_to_off": round(cpu_ratio, 3),
-            "best_wall_ratio_to_off": round(best_wall, 3),
-            "best_cpu_ratio_to_off": round(best_cpu, 3),
-            "wall_seconds_by_round": [round(x, 3) for x in wall[name]],
-            "cpu_seconds_by_round": [round(x, 3) for x in cpu[name]],
-        }
+    figures = _figures(variants)
+    scraped = variants[2].wall
+    figures["scrapes_per_second_of_scraped_slices"] = round(monitored.scrapes / scraped, 1)
+    off = variants[0]
+    for v in variants:
         print(
-            f"{shape:<8} {name:<10} {EVENTS / min(wall[name]):>10,.0f} {wall_ratio:>8.1%}"
-            f" {best_wall:>8.1%} {EVENTS / min(cpu[name]):>12,.0f} {cpu_ratio:>8.1%}"
-            f" {best_cpu:>8.1%}"
+            f"{shape:<8} {v.name:<10} {v.rate():>10,.0f} {v.rate() / off.rate():>8.1%}"
+            f" {v.cpu_rate():>12,.0f} {v.cpu_rate() / off.cpu_rate():>8.1%}"
+            f" {v.slices:>7}"
         )
+    print(f"{'':<8} ({monitored.scrapes / scraped:.1f} scrapes per second of on+scrape slices)")
+    ratio = replayed(batch, EVENTS)
+    figures["replay_ratio_to_off"] = round(ratio, 3)
+    print(f"{shape:<8} {'on':<10} {ratio:>19.1%}  (read path alone: frames replayed, no broker)")
     return figures
 
 
 def sustained(batch: int = 24) -> dict[str, Any]:
-    """Alternate off / on+scrape drains until the scraped drains last SUSTAINED seconds,
-    with one scraper running all along."""
+    """Queue after queue drained with slices interleaved between off and on+scrape, until the
+    scraped slices add up to SUSTAINED seconds."""
     from kombu import Connection
 
     queue = "evcam.bench.metrics.sustained"
-    monitored = Monitored(scrape=True)
-    wall = {"off": 0.0, "on+scrape": 0.0}
-    cpu = {"off": 0.0, "on+scrape": 0.0}
+    monitored = Monitored(every=SCRAPE_INTERVAL * 2)
+    variants = _variants(("off", "on+scrape"), monitored)
     drains = 0
     try:
-        while wall["on+scrape"] < SUSTAINED:
-            for name in wall:
-                _fill(queue, batch)
-                seconds, cpu_seconds = _drain(queue, monitored if name != "off" else None)
-                wall[name] += seconds
-                cpu[name] += cpu_seconds
+        while variants[1].wall < SUSTAINED:
+            drain(queue, batch, EVENTS, variants, monitored)
             drains += 1
     finally:
         monitored.close()
         with Connection(URL) as conn:
             conn.default_channel.queue_delete(queue)
-    ratio, cpu_ratio = wall["off"] / wall["on+scrape"], cpu["off"] / cpu["on+scrape"]
+    off, scraped = variants
+    ratio, cpu_ratio = scraped.rate() / off.rate(), scraped.cpu_rate() / off.cpu_rate()
     print(
-        f"sustained: {drains} drains each way, {wall['on+scrape']:.0f} s scraped "
-        f"({monitored.scrapes} scrapes): throughput {ratio:.1%} of off, "
-        f"events per CPU second {cpu_ratio:.1%} of off"
+        f"sustained: {drains} queues, {scraped.wall:.0f} s of on+scrape slices "
+        f"({monitored.scrapes} scrapes, {monitored.scrapes / scraped.wall:.1f}/s): "
+        f"throughput {ratio:.1%} of off, events per CPU second {cpu_ratio:.1%} of off"
     )
     return {
         "drains": drains,
         "scrapes": monitored.scrapes,
-        "scraped_seconds": round(wall["on+scrape"], 1),
-        "wall_ratio_to_off": round(ratio, 3),
-        "cpu_ratio_to_off": round(cpu_ratio, 3),
+        "scraped_seconds": round(scraped.wall, 1),
+        **_figures(variants),
     }
 
 
@@ -300,11 +329,11 @@ def broker_lock() -> Iterator[None]:
 def main() -> dict[str, Any]:
     from bench import quiet_debug
 
-    results: dict[str, Any] = {"events": EVENTS, "rounds": ROUNDS}
-    print(f"draining {EVENTS} events, {ROUNDS} alternating rounds; best drains, and ratios to off")
+    results: dict[str, Any] = {"events": EVENTS}
+    print(f"draining {EVENTS} events, slices interleaved; ratios to off")
     print(
-        f"{'shape':<8} {'metrics':<10} {'events/s':>10} {'median':>8} {'best':>8}"
-        f" {'events/cpu-s':>12} {'median':>8} {'best':>8}"
+        f"{'shape':<8} {'metrics':<10} {'events/s':>10} {'ratio':>8}"
+        f" {'events/cpu-s':>12} {'ratio':>8} {'slices':>7}"
     )
     with quiet_debug(), broker_lock():
         for batch in SHAPES:

@@ -85,10 +85,9 @@ class ReplayConnection:
         raise AssertionError("no frame for py-amqp in a replay")
 
 
-def replay(reads: list[bytes], metrics: Any = None, each: bool = False) -> Any:
-    """Run a fresh receiver's read loop over `reads`; return the receiver. With `metrics` (an
-    `EventMetrics`), it counts as the daemon wires it (`on_events`), or with `each` one call
-    per event (`on_event`)."""
+def receiver(metrics: Any = None, each: bool = False) -> Any:
+    """A fresh receiver for a replay. With `metrics` (an `EventMetrics`), it counts as the
+    daemon wires it (`on_events`), or with `each` one call per event (`on_event`)."""
     from evcam.receiver import Receiver, ReceiverHooks
     from evcam.state import State
 
@@ -98,8 +97,12 @@ def replay(reads: list[bytes], metrics: Any = None, each: bool = False) -> Any:
         hooks = ReceiverHooks(on_event=metrics.event)
     else:
         hooks = ReceiverHooks(on_events=metrics.events)
-    receiver = Receiver(State(), "amqp://guest:guest@127.0.0.1:1//", hooks=hooks, wakeup=False)
-    return replay_with(receiver, reads)
+    return Receiver(State(), "amqp://guest:guest@127.0.0.1:1//", hooks=hooks, wakeup=False)
+
+
+def replay(reads: list[bytes], metrics: Any = None, each: bool = False) -> Any:
+    """Run a fresh `receiver(metrics, each)`'s read loop over `reads`; return the receiver."""
+    return replay_with(receiver(metrics, each), reads)
 
 
 def replay_with(receiver: Any, reads: list[bytes]) -> Any:

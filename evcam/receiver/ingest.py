@@ -76,6 +76,7 @@ class Ingestion:
         self._ingesting = False
         #: Applied events not yet handed to `on_events` (cleared in place by `flush_applied`).
         self.applied: list[dict[str, Any]] = []
+        self._keep = self.applied.append  # bound once: ingest() runs per message
 
     def ingest(
         self,
@@ -112,7 +113,7 @@ class Ingestion:
         now = time.time()
         normalize = self.clock.normalize
         feed, on_event = state.event, self.hooks.on_event
-        keep = self.applied.append if self.hooks.on_events is not None else None
+        keep = self._keep if self.hooks.on_events is not None else None
         window = self.window
         pause_seq = window.pause_seq
         acks = window.enabled  # back-pressure and early shots exist in ack mode only

@@ -4,8 +4,9 @@ accounted per variant.
 
 Why: this machine's CPU runs the same code at two speeds, a factor of two apart, in phases of
 one to five seconds, so separate drains of a few seconds each differ by up to a factor of two
-for reasons of their own. Slices of 2-6 ms (random lengths, so that nothing periodic lines up
-with them) take every variant through the same phases, many times over: the ratio of their
+for reasons of their own. Slices of 2-6 ms (random lengths, and the variants in a random order
+in each cycle, so that nothing periodic lines up with them and no variant always follows the
+same one) take every variant through the same phases, many times over: the ratio of their
 speeds comes out steady to a point or two from run to run. The drain is otherwise the real one
 (socket, frames, ingestion, state, hook), and whatever a slice waits for (the broker) counts in
 its wall time.
@@ -69,7 +70,7 @@ class Interleaver:
         self.slice_seconds = slice_seconds
         self.random = random.Random(seed)
         self.current: Variant | None = None
-        self.turn = -1
+        self.order: list[Variant] = []  # the rest of this cycle's variants
         self.switch_at = 0.0
         self.marks = (0.0, 0.0, 0)
         self.done = False
@@ -111,8 +112,11 @@ class Interleaver:
             self.current, self.done, self.switch_at = None, True, float("inf")
             self.receiver.ingestion.hooks.on_events = None
             return
-        self.turn += 1
-        self.current = self.variants[self.turn % len(self.variants)]
+        if not self.order:  # a new cycle, each variant once, in a random order
+            self.order = self.random.sample(self.variants, len(self.variants))
+            if self.order[0] is current and len(self.order) > 1:  # no variant twice in a row
+                self.order[0], self.order[-1] = self.order[-1], self.order[0]
+        self.current = self.order.pop(0)
         self.receiver.ingestion.hooks.on_events = self.current.on_events
         self.current.enter()
         self.switch_at = time.perf_counter() + self.random.uniform(*self.slice_seconds)

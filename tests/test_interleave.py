@@ -3,6 +3,7 @@ variant whose hook was in place when it was applied."""
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 from bench import readpath
@@ -31,7 +32,7 @@ def test_every_event_is_counted_in_the_variant_that_handled_it() -> None:
     assert off.events + on.events == receiver.stats.events == 6_000
     assert sum(seen) == on.events
     assert off.slices >= 2 and on.slices >= 2 and abs(off.slices - on.slices) <= 1
-    assert entered[:4] == ["off", "on", "off", "on"]
+    assert all(a != b for a, b in pairwise(entered))  # never twice in a row
     assert off.wall > 0 and on.wall > 0 and on.rate() > 0
     assert receiver.ingestion.hooks.on_events is None and interleaver.done
 

@@ -40,11 +40,12 @@ class ReceiverHooks:
     #: Each event the state applied, after it was applied; None: nobody listens.
     on_event: Callable[[dict[str, Any]], None] | None = None
     #: The events the state applied, in order, a batch at a time: those of one read from the
-    #: socket (one kombu drain), handed over before the next read, a housekeeping pass or a
+    #: socket (one kombu drain), or, from `ingest.FLUSH_AT` (128) on, those up to the message
+    #: that reached it; handed over before the next read, a housekeeping pass or a
     #: back-pressure pause. The list is reused: read it, do not keep it. None: nobody listens.
     #: One call per batch keeps a counter's code and data in the CPU caches while it counts
-    #: hundreds of events (`python -m bench metrics`), where one call per event interleaved
-    #: with the state's work costs about twice its instructions.
+    #: many events (`python -m bench metrics`), where one call per event interleaved with the
+    #: state's work costs about twice its instructions.
     on_events: Callable[[list[dict[str, Any]]], None] | None = None
 
 

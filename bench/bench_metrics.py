@@ -34,7 +34,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -199,21 +199,35 @@ def _figures(variants: list[Any]) -> dict[str, Any]:
     }
 
 
-def _shape(batch: int) -> dict[str, Any]:
+def _interleaved(
+    queue: str, batch: int, names: Sequence[str], more: Callable[[list[Any]], bool]
+) -> tuple[list[Any], Monitored, int]:
+    """Drain `queue` (refilled each time) with slices interleaved between the variants `names`
+    while `more(variants)` says so (at least once); the variants, the scraped server and the
+    number of drains. The scraper runs in the "on+scrape" slices only, one in len(names): its
+    pace is SCRAPE_INTERVAL of their time."""
     from kombu import Connection
 
-    shape = "single" if batch == 1 else f"list{batch}"
-    queue = f"evcam.bench.metrics.{shape}"
-    names = ("off", "on", "on+scrape")
-    # The scraper runs in one slice of three: this paces it to SCRAPE_INTERVAL of their time.
     monitored = Monitored(every=SCRAPE_INTERVAL * len(names))
     variants = _variants(names, monitored)
+    drains = 0
     try:
-        drain(queue, batch, EVENTS, variants, monitored)
+        while drains == 0 or more(variants):
+            drain(queue, batch, EVENTS, variants, monitored)
+            drains += 1
     finally:
         monitored.close()
         with Connection(URL) as conn:
             conn.default_channel.queue_delete(queue)
+    return variants, monitored, drains
+
+
+def _shape(batch: int) -> dict[str, Any]:
+    shape = "single" if batch == 1 else f"list{batch}"
+    names = ("off", "on", "on+scrape")
+    variants, monitored, _ = _interleaved(
+        f"evcam.bench.metrics.{shape}", batch, names, lambda _: False
+    )
     figures = _figures(variants)
     scraped = variants[2].wall
     figures["scrapes_per_second_of_scraped_slices"] = round(monitored.scrapes / scraped, 1)
@@ -234,20 +248,12 @@ def _shape(batch: int) -> dict[str, Any]:
 def sustained(batch: int = 24) -> dict[str, Any]:
     """Queue after queue drained with slices interleaved between off and on+scrape, until the
     scraped slices add up to SUSTAINED seconds."""
-    from kombu import Connection
-
-    queue = "evcam.bench.metrics.sustained"
-    monitored = Monitored(every=SCRAPE_INTERVAL * 2)
-    variants = _variants(("off", "on+scrape"), monitored)
-    drains = 0
-    try:
-        while variants[1].wall < SUSTAINED:
-            drain(queue, batch, EVENTS, variants, monitored)
-            drains += 1
-    finally:
-        monitored.close()
-        with Connection(URL) as conn:
-            conn.default_channel.queue_delete(queue)
+    variants, monitored, drains = _interleaved(
+        "evcam.bench.metrics.sustained",
+        batch,
+        ("off", "on+scrape"),
+        lambda variants: bool(variants[1].wall < SUSTAINED),
+    )
     off, scraped = variants
     ratio, cpu_ratio = scraped.rate() / off.rate(), scraped.cpu_rate() / off.cpu_rate()
     print(

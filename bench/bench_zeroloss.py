@@ -50,14 +50,17 @@ def _queue_counts(queue: str) -> tuple[int, int]:
         return ok.message_count, ok.consumer_count
 
 
-def _fill(queue: str, batch: int) -> None:
+def _fill(queues: list[str], batch: int, events: int = EVENTS) -> None:
+    """Empty `queues`, bind them all, then publish `events` once: each holds the same events."""
     from kombu import Connection
 
     from bench import loadgen
 
     with Connection(URL) as conn:
-        conn.default_channel.queue_delete(queue)
-    loadgen.publish(URL, EVENTS, batch=batch, exchange=EXCHANGE, queue=queue)
+        for queue in queues:
+            conn.default_channel.queue_delete(queue)
+            loadgen.declare(conn, EXCHANGE, queue)
+    loadgen.publish(URL, events, batch=batch, exchange=EXCHANGE, queue=queues[0])
 
 
 def _stored_rows(db: str) -> int:
@@ -67,48 +70,69 @@ def _stored_rows(db: str) -> int:
         return conn.execute("select count(*) from evcam_tasks").fetchone()[0]
 
 
+class _Wired:
+    """Receiver + State + SQLCamera for one drain of `queue`, wired as the command wires them
+    (zero-loss mode with `acks`); `stored` is the seq of the last stored shot."""
+
+    def __init__(self, queue: str, acks: bool, db: str, max_tasks: int) -> None:
+        from evcam.cameras.sql import SQLCamera
+        from evcam.receiver import Receiver
+        from evcam.runner import wire_zero_loss
+        from evcam.state import State
+
+        self.acks = acks
+        self.state = State(max_tasks_in_memory=max_tasks, max_workers_in_memory=5_000)
+        self.camera = SQLCamera(self.state, freq=FREQ, url=f"sqlite:///{db}")
+        self.receiver = Receiver(
+            self.state, URL, exchange=EXCHANGE, queue=queue, wakeup=False, acks=acks
+        )
+        self.stored = 0
+        self.camera.stored_signal.connect(self._on_stored, sender=self.state)
+        self._unwire = (
+            wire_zero_loss(self.receiver, self.camera, self.state) if acks else (lambda: None)
+        )
+        self.thread = threading.Thread(target=self.receiver.run, daemon=True)
+
+    def _on_stored(self, sender: Any, snapshot: Any = None, **_: Any) -> None:
+        self.stored = snapshot.seq
+
+    def start(self) -> None:
+        self.camera.install()
+        self.thread.start()
+
+    def drained(self, events: int) -> bool:
+        """A stored shot holds `events` events and, in ack mode, the broker has every ack."""
+        return self.stored >= events and not (self.acks and self.receiver.stats.unacked)
+
+    def stop(self) -> None:
+        self.receiver.should_stop = True
+        self.thread.join(10)
+        self.camera.cancel()
+        self._unwire()
+        self.camera.stored_signal.disconnect(self._on_stored, sender=self.state)
+
+
 def _drain(queue: str, acks: bool, db: str, max_tasks: int) -> dict[str, float]:
-    from evcam.cameras.sql import SQLCamera
-    from evcam.receiver import Receiver
-    from evcam.runner import wire_zero_loss
-    from evcam.state import State
-
-    state = State(max_tasks_in_memory=max_tasks, max_workers_in_memory=5_000)
-    camera = SQLCamera(state, freq=FREQ, url=f"sqlite:///{db}")
-    receiver = Receiver(state, URL, exchange=EXCHANGE, queue=queue, wakeup=False, acks=acks)
-    stored = [0]
-
-    def on_stored(sender: Any, snapshot: Any = None, **_: Any) -> None:
-        stored[0] = snapshot.seq
-
-    camera.stored_signal.connect(on_stored, sender=state)
-    unwire = wire_zero_loss(receiver, camera, state) if acks else (lambda: None)
-    thread = threading.Thread(target=receiver.run, daemon=True)
+    wired = _Wired(queue, acks, db, max_tasks)
+    receiver, camera = wired.receiver, wired.camera
     meter = CpuMeter()
-    meter.watch(thread)
+    meter.watch(wired.thread)
     started = time.perf_counter()
     meter.start()
-    camera.install()
-    thread.start()
+    wired.start()
     try:
         deadline = time.monotonic() + 120
         ingested = None
-        while stored[0] < EVENTS and time.monotonic() < deadline:
-            if ingested is None and state.seq >= EVENTS:
+        while not wired.drained(EVENTS) and time.monotonic() < deadline:
+            if ingested is None and wired.state.seq >= EVENTS:
                 ingested = time.perf_counter() - started
-            time.sleep(0.002)
-        while acks and receiver.stats.unacked and time.monotonic() < deadline:
-            time.sleep(0.002)  # the ack of the last shot (next housekeeping pass)
+            time.sleep(0.002)  # at the end, the ack of the last shot (next housekeeping pass)
         elapsed = time.perf_counter() - started
         cpu = meter.stop()
-        if stored[0] < EVENTS:
-            raise RuntimeError(f"only {stored[0]} of {EVENTS} events stored")
+        if wired.stored < EVENTS:
+            raise RuntimeError(f"only {wired.stored} of {EVENTS} events stored")
     finally:
-        receiver.should_stop = True
-        thread.join(10)
-        camera.cancel()
-        unwire()
-        camera.stored_signal.disconnect(on_stored, sender=state)
+        wired.stop()
     return {
         "seconds": elapsed,
         "ingested_at": ingested or elapsed,
@@ -124,56 +148,40 @@ def _drain(queue: str, acks: bool, db: str, max_tasks: int) -> dict[str, float]:
 def child(
     mode: str, queue: str, db: str, max_tasks: int, events: int, memory: str, row: int
 ) -> None:
-    """One drain as a timeshare child (bench/timeshare.py): wired as `_drain` wires it, it
-    stops itself when ready, when it has ingested `events` events and when a stored shot holds
-    them all (and, in ack mode, the broker has every ack); progress row: events ingested, last
-    stored shot's seq."""
+    """One drain as a timeshare child (bench/timeshare.py), wired as `_drain` wires it: it
+    stops itself when ready, when it has ingested `events` events and when it is drained;
+    progress row: events ingested, last stored shot's seq."""
     import logging
     import signal
 
     import structlog
 
     from bench.timeshare import Progress
-    from evcam.cameras.sql import SQLCamera
-    from evcam.receiver import Receiver
-    from evcam.runner import wire_zero_loss
-    from evcam.state import State
 
     # Replayed events are old by the time they are drained: no clock-drift lines.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
-    acks = mode == "ack"
     progress = Progress.attach(memory, row)
-    state = State(max_tasks_in_memory=max_tasks, max_workers_in_memory=5_000)
-    camera = SQLCamera(state, freq=FREQ, url=f"sqlite:///{db}")
-    receiver = Receiver(state, URL, exchange=EXCHANGE, queue=queue, wakeup=False, acks=acks)
-    stats, pid = receiver.stats, os.getpid()
-    real_ingest = receiver.ingestion.ingest
-    ingested = [False]
+    wired = _Wired(queue, mode == "ack", db, max_tasks)
+    stats, pid = wired.receiver.stats, os.getpid()
+    real_ingest = wired.receiver.ingestion.ingest
+    ingested = False
 
     def ingest(*args: Any) -> None:
+        nonlocal ingested
         real_ingest(*args)
         progress[0] = stats.events
-        if stats.events >= events and not ingested[0]:
-            ingested[0] = True
+        if stats.events >= events and not ingested:
+            ingested = True
             os.kill(pid, signal.SIGSTOP)
 
-    def on_stored(sender: Any, snapshot: Any = None, **_: Any) -> None:
-        progress[1] = snapshot.seq
-
-    receiver.ingestion.ingest = ingest  # type: ignore[method-assign]
-    camera.stored_signal.connect(on_stored, sender=state)
-    unwire = wire_zero_loss(receiver, camera, state) if acks else (lambda: None)
-    thread = threading.Thread(target=receiver.run, daemon=True)
+    wired.receiver.ingestion.ingest = ingest  # type: ignore[method-assign]
     os.kill(pid, signal.SIGSTOP)  # ready: the first slice starts the drain
-    camera.install()
-    thread.start()
-    while progress[1] < events or (acks and receiver.stats.unacked):
+    wired.start()
+    while not wired.drained(events):
         time.sleep(0.002)
+    progress[1] = wired.stored
     os.kill(pid, signal.SIGSTOP)  # drained
-    receiver.should_stop = True
-    thread.join(10)
-    camera.cancel()
-    unwire()
+    wired.stop()
 
 
 def timeshared(batch: int, tmp: str, events: int = TIMESHARED) -> dict[str, Any]:
@@ -184,34 +192,34 @@ def timeshared(batch: int, tmp: str, events: int = TIMESHARED) -> dict[str, Any]
 
     from kombu import Connection
 
-    from bench import loadgen, timeshare
+    from bench import timeshare
 
-    queues = [f"evcam.bench.zeroloss.{mode}.{batch}" for mode in ("no_ack", "ack")]
-    with Connection(URL) as conn:  # both bound before publishing: the same events in each
-        for queue in queues:
-            conn.default_channel.queue_delete(queue)
-            loadgen.declare(conn, EXCHANGE, queue)
-    loadgen.publish(URL, events, batch=batch, exchange=EXCHANGE, queue=queues[0])
-    progress = timeshare.Progress(2)
-    turns = []
-    for row, (mode, queue) in enumerate(zip(("no_ack", "ack"), queues, strict=True)):
-        db = os.path.join(tmp, f"timeshared-{mode}-{batch}.sqlite3")
-        argv = [sys.executable, "-m", "bench.bench_zeroloss", "child", mode, queue, db,
-                str(events), str(events), progress.name, str(row)]  # fmt: skip
-        turns.append(timeshare.Turn(mode, argv))
+    modes = ("no_ack", "ack")
+    queues = [f"evcam.bench.zeroloss.{mode}.{batch}" for mode in modes]
+    dbs = [os.path.join(tmp, f"timeshared-{mode}-{batch}.sqlite3") for mode in modes]
+    _fill(queues, batch, events)
+    progress = timeshare.Progress(len(modes))
+    turns = [
+        timeshare.Turn(mode, [sys.executable, "-m", "bench.bench_zeroloss", "child", mode, queue,
+                              db, str(events), str(events), progress.name, str(row)])
+        for row, (mode, queue, db) in enumerate(zip(modes, queues, dbs, strict=True))
+    ]  # fmt: skip
     try:
         timeshare.run(turns, progress)
-        left, _ = _queue_counts(f"evcam.bench.zeroloss.ack.{batch}")
+        left, _ = _queue_counts(queues[1])
     finally:
         progress.close()
         with Connection(URL) as conn:
-            for turn in turns:
-                conn.default_channel.queue_delete(turn.argv[5])
+            for queue in queues:
+                conn.default_channel.queue_delete(queue)
     figures: dict[str, Any] = {"left_in_queue": left}
-    for turn in turns:
+    for turn, db in zip(turns, dbs, strict=True):
         if turn.returncode != 0 or len(turn.stops) != 3:
             raise RuntimeError(f"{turn.name}: child ended with {turn.returncode}, {turn.stops}")
-        (ingest_s, _, _, _), (drain_s, drain_cpu, drain_broker, _) = turn.stops[:2]
+        (ingest_s, _, _, at_ingested), drained = turn.stops[:2]
+        drain_s, drain_cpu, drain_broker, at_drained = drained
+        if at_ingested[0] < events or at_drained[1] < events:  # its stops were where it says
+            raise RuntimeError(f"{turn.name}: stopped at {at_ingested} and {at_drained}")
         figures[turn.name] = {
             "slices": turn.slices,
             "ingested_seconds": round(ingest_s, 3),
@@ -220,7 +228,7 @@ def timeshared(batch: int, tmp: str, events: int = TIMESHARED) -> dict[str, Any]
             "drain_events_per_s": round(events / drain_s),
             "cpu_seconds": round(drain_cpu, 3),
             "broker_cpu_seconds": round(drain_broker, 3),
-            "tasks_stored": _stored_rows(turn.argv[6]),
+            "tasks_stored": _stored_rows(db),
         }
     ack, no_ack = figures["ack"], figures["no_ack"]
     figures["ack_vs_no_ack"] = round(no_ack["drained_seconds"] / ack["drained_seconds"], 3)
@@ -288,7 +296,7 @@ def _main() -> dict[str, Any]:
                 modes = ("no_ack", "ack") if round_ % 2 == 0 else ("ack", "no_ack")
                 figures_of: dict[str, dict[str, Any]] = {}
                 for mode in modes:
-                    _fill(queue, batch)
+                    _fill([queue], batch)
                     db = os.path.join(tmp, f"{setup[:7]}-{mode}-{batch}-{round_}.sqlite3")
                     figures = _drain(queue, mode == "ack", db, max_tasks)
                     if mode == "ack":

@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -38,7 +38,6 @@ class Variant:
     cpu: float = 0.0
     events: int = 0
     slices: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def rate(self) -> float:
         """Events per wall second."""
@@ -119,5 +118,6 @@ class Interleaver:
         self.current = self.order.pop(0)
         self.receiver.ingestion.hooks.on_events = self.current.on_events
         self.current.enter()
-        self.switch_at = time.perf_counter() + self.random.uniform(*self.slice_seconds)
-        self.marks = (time.perf_counter(), time.process_time(), events)
+        started = time.perf_counter()
+        self.switch_at = started + self.random.uniform(*self.slice_seconds)
+        self.marks = (started, time.process_time(), events)

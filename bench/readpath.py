@@ -6,9 +6,7 @@ parser, ingestion, state, and the `on_events` hook (the `--http` metrics) when a
 Under callgrind (bench/callgrind.py) this gives the instructions per event of everything evcam
 does for an event from socket to hook, for any variant, unmoved by the machine's load.
 
-    python -m bench.readpath on|off|each BATCH MESSAGES_MADE MESSAGES_READ
-
-(`each`: the metrics called once per event, through `on_event`, instead of once per read.)
+    python -m bench.readpath on|off BATCH MESSAGES_MADE MESSAGES_READ
 """
 
 from __future__ import annotations
@@ -85,24 +83,19 @@ class ReplayConnection:
         raise AssertionError("no frame for py-amqp in a replay")
 
 
-def receiver(metrics: Any = None, each: bool = False) -> Any:
-    """A fresh receiver for a replay. With `metrics` (an `EventMetrics`), it counts as the
-    daemon wires it (`on_events`), or with `each` one call per event (`on_event`)."""
+def receiver(metrics: Any = None) -> Any:
+    """A fresh receiver for a replay; with `metrics` (an `EventMetrics`) it counts as the
+    daemon wires it (`on_events`)."""
     from evcam.receiver import Receiver, ReceiverHooks
     from evcam.state import State
 
-    if metrics is None:
-        hooks = ReceiverHooks()
-    elif each:
-        hooks = ReceiverHooks(on_event=metrics.event)
-    else:
-        hooks = ReceiverHooks(on_events=metrics.events)
+    hooks = ReceiverHooks(on_events=None if metrics is None else metrics.events)
     return Receiver(State(), "amqp://guest:guest@127.0.0.1:1//", hooks=hooks, wakeup=False)
 
 
-def replay(reads: list[bytes], metrics: Any = None, each: bool = False) -> Any:
-    """Run a fresh `receiver(metrics, each)`'s read loop over `reads`; return the receiver."""
-    return replay_with(receiver(metrics, each), reads)
+def replay(reads: list[bytes], metrics: Any = None) -> Any:
+    """Run a fresh `receiver(metrics)`'s read loop over `reads`; return the receiver."""
+    return replay_with(receiver(metrics), reads)
 
 
 def replay_with(receiver: Any, reads: list[bytes]) -> Any:
@@ -129,9 +122,9 @@ def child(variant: str, batch: int, made: int, read: int) -> None:
 
     logging.disable(logging.WARNING)  # replayed timestamps are old: no clock-drift lines
     kept = _kept(stream(made, batch), made, read)
-    metrics = EventMetrics() if variant in ("on", "each") else None
+    metrics = EventMetrics() if variant == "on" else None
     gc.collect()
-    replay(kept, metrics, each=variant == "each")
+    replay(kept, metrics)
 
 
 def events_in(batch: int, made: int, *reads: int) -> list[int]:

@@ -1,4 +1,4 @@
-"""Child processes run in turn, one at a time, in slices of 50-150 ms (SIGCONT, then SIGSTOP):
+"""Child processes run in turn, one at a time, in slices of 50-150 ms (SIGCONT, then SIGTSTP):
 each slice's wall seconds, the child's CPU seconds and the broker's, and the child's progress
 counters are accounted to the child that ran.
 
@@ -12,7 +12,8 @@ the other's.
 
 A child reports progress by writing integers into its row of a shared-memory array
 (`Progress.attach(name, row)` in the child), and stops itself (SIGSTOP) when it is ready to
-start: its first slice starts it.
+start: its first slice starts it. It may stop itself again at moments worth recording (`stops`);
+this module stops it with SIGTSTP, so the two are never confused.
 """
 
 from __future__ import annotations
@@ -82,13 +83,22 @@ class Turn:
     stops: list[tuple[float, float, float, list[int]]] = field(default_factory=list)
 
 
-def _wait_stopped(pid: int) -> tuple[int | None, float]:
-    """Wait until child `pid` stops or ends: (None, 0.0) if it stopped; if it ended, its return
-    code and the CPU seconds it used in all."""
-    _, status, usage = os.wait4(pid, os.WUNTRACED)
+#: How this module stops a child at the end of its slice: not SIGSTOP, which the child uses to
+#: stop itself, so that the stop signal tells the two apart even when they cross (a stop signal
+#: sent to a stopped child stays pending, and the next SIGCONT discards it).
+PAUSE = signal.SIGTSTP
+
+
+def _changed(pid: int, block: bool) -> tuple[int, int, float] | None:
+    """Child `pid`'s next stop or end: (its raw wait status, stop signal or 0, CPU seconds in all
+    if it ended), or None when `block` is false and nothing changed yet."""
+    flags = os.WUNTRACED if block else os.WUNTRACED | os.WNOHANG
+    found, status, usage = os.wait4(pid, flags)
+    if found == 0:
+        return None
     if os.WIFSTOPPED(status):
-        return None, 0.0
-    return os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime
+        return status, os.WSTOPSIG(status), 0.0
+    return status, 0, usage.ru_utime + usage.ru_stime
 
 
 def run(
@@ -106,8 +116,11 @@ def run(
     try:
         for turn in turns:
             turn.process = subprocess.Popen(list(turn.argv))
-            code, _ = _wait_stopped(turn.process.pid)
-            if code is not None:
+            ready = _changed(turn.process.pid, block=True)
+            assert ready is not None
+            status, stopped_by, _ = ready
+            if not stopped_by:
+                code = os.waitstatus_to_exitcode(status)
                 raise RuntimeError(f"{turn.name}: the child ended ({code}) before it was ready")
         deadline = time.monotonic() + timeout
         while not all(turn.finished for turn in turns):
@@ -132,28 +145,28 @@ def _slice(turn: Turn, index: int, progress: Progress, broker: int | None, lengt
     cpu0, broker0 = process_cpu(pid) or 0.0, process_cpu(broker) or 0.0
     started = time.perf_counter()
     os.kill(pid, signal.SIGCONT)
-    on_its_own = False
-    while not on_its_own:
+    change = None
+    while change is None:
         left = started + length - time.perf_counter()
         if left <= 0:
             break
-        info = signal.sigtimedwait({signal.SIGCHLD}, left)
-        if info is None:
-            break
-        on_its_own = info.si_pid == pid and info.si_code != os.CLD_CONTINUED
-    if not on_its_own:
-        os.kill(pid, signal.SIGSTOP)
-    code, used = _wait_stopped(pid)
+        signal.sigtimedwait({signal.SIGCHLD}, left)  # a wake-up; what changed, wait4 says
+        change = _changed(pid, block=False)
+    if change is None:
+        os.kill(pid, PAUSE)
+        change = _changed(pid, block=True)
+    assert change is not None
+    status, stopped_by, used = change
     turn.wall += time.perf_counter() - started
     broker1 = process_cpu(broker) or 0.0
-    if code is None:
+    if stopped_by:
         turn.cpu += (process_cpu(pid) or 0.0) - cpu0
     else:  # it ended in its slice: /proc has it no more, its total says what the slice used
         turn.cpu += used - cpu0
-        turn.finished, turn.returncode = True, code
-        turn.process.returncode = code
+        turn.finished, turn.returncode = True, os.waitstatus_to_exitcode(status)
+        turn.process.returncode = turn.returncode
     turn.broker_cpu += broker1 - broker0
     turn.slices += 1
     turn.progress = progress.row(index)
-    if on_its_own:
+    if stopped_by != PAUSE:  # it stopped itself, or ended
         turn.stops.append((turn.wall, turn.cpu, turn.broker_cpu, turn.progress))

@@ -67,6 +67,36 @@ def test_children_run_in_turn_and_their_own_stops_are_recorded(monkeypatch: Any)
     assert sum(flags[index] for index, flags in moved) >= 4
 
 
+# Stops itself K times, writing how many times first, then exits.
+STOPPER = """
+import os, signal, sys
+sys.path.insert(0, {root!r})
+from bench.timeshare import Progress
+row = Progress.attach(sys.argv[1], 0)
+os.kill(os.getpid(), signal.SIGSTOP)  # ready
+for i in range(1, int(sys.argv[2]) + 1):
+    row[0] = i
+    os.kill(os.getpid(), signal.SIGSTOP)
+"""
+
+
+def test_a_child_stopping_itself_as_its_slice_ends_is_recorded_once() -> None:
+    """Slices so short that the end of each crosses the child's own stop: every one of its own
+    stops is still recorded, once, with the progress it had then (the module's stop signal
+    is not the child's)."""
+    progress = timeshare.Progress(1)
+    root = str(Path(timeshare.__file__).resolve().parent.parent)
+    turn = timeshare.Turn(
+        "stopper", [sys.executable, "-c", STOPPER.format(root=root), progress.name, "40"]
+    )
+    try:
+        timeshare.run([turn], progress, slice_seconds=(0.0, 0.0005))
+    finally:
+        progress.close()
+    assert turn.finished and turn.returncode == 0
+    assert [stop[3][0] for stop in turn.stops] == [*range(1, 41), 40]  # 40 stops, then its end
+
+
 def test_a_child_that_fails_before_it_is_ready_is_an_error() -> None:
     """A child that ends instead of stopping itself is reported, not waited for."""
     progress = timeshare.Progress(1)

@@ -3,11 +3,11 @@
 Nothing a producer sends can end the stream: a message that is not JSON events, an event the
 clock or the state refuses, any exception while one message is handled (`poison`) is one
 rejection counted by reason, confined to its message or list element. Only events the state
-applied count in `stats.events`, reach `on_event` (and, collected in `applied`, `on_events`
-at the next `flush_applied()`, at the latest once FLUSH_AT of them are held) and move
-`last_event_at`; `handled()` is the
-single place that records a message and moves `state.watermark` past it (also for a rejected
-message, so that zero-loss mode acks it with the next stored shot).
+applied count in `stats.events`, reach `on_event` (and, collected in `applied`, `on_events` at
+the next `flush_applied()`, at the latest once FLUSH_AT of them are held) and move
+`last_event_at`; `handled()` is the single place that records a message and moves
+`state.watermark` past it (also for a rejected message, so that zero-loss mode acks it with the
+next stored shot).
 
 Back-pressure (`Stopping`) and connection errors raised while paused are not contained: they end
 or re-make the connection. The message callbacks of py-amqp and kombu (`on_amqp_message`,

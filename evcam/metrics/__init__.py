@@ -6,8 +6,8 @@ exporter turns them into Prometheus families at scrape time. The parts, one job 
 
 - `labels.Labels`: the label budget (task names beyond `max_task_names` become `other`;
   hostname modes `full`, `host`, `none`) and `exception_label`;
-- `pending.PendingTasks`: unfinished tasks (name, queue, times) until they finish, recently
-  finished ids, the oldest unfinished task per (queue, name);
+- `pending.PendingTasks`: unfinished tasks (name, queue, times) until they finish, then their
+  ids as DONE for a while, the oldest unfinished task per (queue, name);
 - `counters.TaskCounters`: counts and histogram rows per label tuple;
 - `histogram.Histogram`: bucket counts and sums, `parse_buckets`;
 - `workers.WorkerLiveness`: Celery's worker-up rule and the forgetting of gone workers.

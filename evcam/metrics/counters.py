@@ -2,9 +2,12 @@
 
 The three frequent events (task-received, -started, -succeeded) count in a *cell*: one list per
 label tuple holding their counts and that tuple's rows of the runtime and wait histograms, so
-that a pending task pointing at its cell counts its events with one list update. The other task
-events count in `counts[etype][labels]` (task-failed adds the exception label). Everything is
-turned into Prometheus families at scrape time by `evcam.exporter`.
+that a pending task pointing at its cell counts its events with one list update. A task-started
+whose wait since task-received is observed, and a task-succeeded whose runtime is, are counted
+by that observation alone (a histogram row's bucket counts are its number of observations):
+`hot_counts` adds them up when read. The other task events count in `counts[etype][labels]`
+(task-failed adds the exception label). Everything is turned into Prometheus families at scrape
+time by `evcam.exporter`.
 """
 
 from __future__ import annotations
@@ -25,10 +28,22 @@ TASK_EVENTS = (
     "task-revoked",
     "task-retried",
 )
-# A cell: the counts of the frequent events, its histogram rows (made on first use), its labels.
+# A cell: the counts of the frequent events (task-started without a received-wait observation,
+# task-succeeded without a runtime), its histogram rows (made on first use), its labels.
 RECEIVED_N, STARTED_N, SUCCEEDED_N, RUNTIME, RECEIVED_WAIT, SENT_WAIT, CELL_LABELS = range(7)
-HOT = {"task-received": RECEIVED_N, "task-started": STARTED_N, "task-succeeded": SUCCEEDED_N}
+HOT = ("task-received", "task-started", "task-succeeded")
 MAX_NODE_CELLS = 100_000
+
+
+def observations(row: list[float] | None) -> int:
+    """How many values a histogram row (bucket counts, then the sum) has observed."""
+    return 0 if row is None else int(sum(row[:-1]))
+
+
+def hot_counts(cell: list[Any]) -> tuple[int, int, int]:
+    """(task-received, task-started, task-succeeded) events counted in `cell`."""
+    started = cell[STARTED_N] + observations(cell[RECEIVED_WAIT])
+    return cell[RECEIVED_N], started, cell[SUCCEEDED_N] + observations(cell[RUNTIME])
 
 
 class TaskCounters:
@@ -78,10 +93,10 @@ class TaskCounters:
             for labels, count in list(counts.items())
         }
         for labels, cell in list(self.cells.items()):
-            for etype, index in HOT.items():
-                if cell[index]:
+            for etype, count in zip(HOT, hot_counts(cell), strict=True):
+                if count:
                     key = (etype, *labels)
-                    result[key] = cell[index]
+                    result[key] = count
         return result
 
     def other(self) -> int:
@@ -94,7 +109,7 @@ class TaskCounters:
         for labels in [labels for labels in list(self.cells) if labels[1] == hostname]:
             cell = self.cells.pop(labels, None)
             if cell is not None and labels[0] is OTHER:
-                self.purged_other += sum(cell[index] for index in HOT.values())
+                self.purged_other += sum(hot_counts(cell))
         for key, cell in list(self.node_cells.items()):
             if cell[CELL_LABELS][1] == hostname:
                 self.node_cells.pop(key, None)

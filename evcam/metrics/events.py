@@ -32,17 +32,19 @@ from evcam.metrics.histogram import DEFAULT_BUCKETS, DEFAULT_WAIT_BUCKETS
 from evcam.metrics.labels import Labels, exception_label
 from evcam.metrics.pending import (
     CELL,
+    DONE,
     ETA,
     NAME,
     NODE,
     QUEUE,
-    RECEIVED,
     SENT,
+    SINCE,
     STARTED,
     UNSET,
     PendingTasks,
-    eta_timestamp,
+    received_again,
     record,
+    set_eta,
 )
 from evcam.metrics.workers import Series, WorkerLiveness
 
@@ -111,14 +113,19 @@ class EventMetrics:
         code and its maps in the CPU caches (called once per event, between the state's own
         work, it cost twice its instructions). This keeps counting to a small fraction of the
         receiver's own per-event cost (`python -m bench metrics`).
+
+        The fields the state checks before it accepts a task event (type, uuid, hostname,
+        timestamp; local_received, set by the receiver) are read by subscript; an event that
+        lacks one (only `event()` can be handed such) is a `metrics_error`, like any odd field.
+        A finished task's id stays in `pending` as DONE, its record freed at once (no object
+        per finished task is kept alive); the bounds are kept by `trim()`, after a batch.
         """
         tasks, totals = self.tasks, self.totals
         pending = tasks.pending
-        pending_get, pending_pop = pending.get, pending.pop
-        finished = tasks.finished
-        max_finished, max_pending = 2 * tasks.max_finished, tasks.max_pending
-        forget_finished, add_task = tasks.forget_finished, tasks.add
+        pending_get, trim = pending.get, tasks.trim
+        unknown = UNSET  # what `pending_get` returns for an id it does not hold
         runtime_bounds, wait_bounds = totals.runtime.bounds, totals.received_wait.bounds
+        runtime_sum, wait_sum = totals.runtime.sum_at, totals.received_wait.sum_at
         names_get, name_of = self.labels.names.get, self.labels.name
         handlers_get = self._handlers.get
         unknown_cell, cell_for, row = self._unknown_cell, self._cell_for, totals.row
@@ -131,19 +138,14 @@ class EventMetrics:
         def events(batch: Sequence[Event]) -> None:
             for ev in batch:
                 try:
-                    etype = ev.get("type")
+                    etype = ev["type"]
                     if etype == "task-received":
-                        uuid = ev.get("uuid")
-                        task = pending_get(uuid)  # type: ignore[arg-type]
-                        received = ev.get("timestamp")
-                        if type(received) not in number:
-                            received = None
+                        uuid = ev["uuid"]
+                        task = pending_get(uuid, unknown)
+                        received = ev["timestamp"]
                         eta = ev.get("eta")
-                        node = ev.get("hostname")
-                        if task is None:
-                            if type(uuid) is not str or uuid in finished:
-                                unknown_cell(ev)[RECEIVED_N] += 1
-                                continue
+                        node = ev["hostname"]
+                        if task is unknown:
                             name = ev.get("name")
                             name = names_get(name) or name_of(name)  # type: ignore[arg-type]
                             cell = node_cells_get((name, node, None)) or cell_for(name, node, None)
@@ -153,21 +155,20 @@ class EventMetrics:
                                 None,
                                 received,
                                 None,
-                                eta_timestamp(eta) if eta else None,
-                                ev.get("local_received"),
+                                None,
+                                ev["local_received"],
                                 node,
                                 cell,
                             ]
-                            if len(pending) < max_pending:
-                                pending[uuid] = task  # type: ignore[index]
-                            else:
-                                add_task(uuid, task)  # type: ignore[arg-type]
+                            pending[uuid] = task  # type: ignore[index]
                             cell[RECEIVED_N] += 1
+                            if eta:
+                                set_eta(task, eta)
                             continue
-                        task[RECEIVED] = received
-                        task[STARTED] = None  # a retry is a new delivery: its wait starts again
-                        if eta:
-                            task[ETA] = eta_timestamp(eta)
+                        if task is DONE:  # finished already: a late or repeated event
+                            unknown_cell(ev)[RECEIVED_N] += 1
+                            continue
+                        received_again(task, received, eta)
                         if node == task[NODE]:
                             task[CELL][RECEIVED_N] += 1
                         else:
@@ -177,11 +178,11 @@ class EventMetrics:
                             task[NODE], task[CELL] = node, cell
                             cell[RECEIVED_N] += 1
                     elif etype == "task-started":
-                        task = pending_get(ev.get("uuid"))  # type: ignore[arg-type]
-                        if task is None:
+                        task = pending_get(ev["uuid"])
+                        if task is None:  # unknown, or DONE
                             unknown_cell(ev)[STARTED_N] += 1
                             continue
-                        node = ev.get("hostname")
+                        node = ev["hostname"]
                         if node == task[NODE]:
                             cell = task[CELL]
                         else:
@@ -189,46 +190,44 @@ class EventMetrics:
                                 task[NAME], node, task[QUEUE]
                             )
                             task[NODE], task[CELL] = node, cell
-                        cell[STARTED_N] += 1
-                        started: Any = ev.get("timestamp")
-                        if type(started) in number:
-                            task[STARTED] = started
-                            if task[SENT] is not None:  # only with task_send_sent_event
-                                sent_wait(task, cell, started)
-                            eta = task[ETA]
-                            since = task[RECEIVED]
-                            if since is not None:
-                                if eta is not None and eta > since:
-                                    since = eta
-                                wait = started - since
-                                if wait < 0.0:
-                                    wait = 0.0
-                                hist = cell[RECEIVED_WAIT] or row(cell, RECEIVED_WAIT)
-                                hist[bisect_left(wait_bounds, wait)] += 1
-                                hist[-1] += wait
+                        started = task[STARTED] = ev["timestamp"]
+                        if task[SENT] is not None:  # only with task_send_sent_event
+                            sent_wait(task, cell, started)
+                        since = task[SINCE]
+                        if since is None:
+                            cell[STARTED_N] += 1
+                            continue
+                        wait = started - since
+                        if wait < 0.0:
+                            wait = 0.0
+                        # Counted as a start by this observation (see `counters`).
+                        hist = cell[RECEIVED_WAIT] or row(cell, RECEIVED_WAIT)
+                        hist[bisect_left(wait_bounds, wait)] += 1
+                        hist[wait_sum] += wait
                     elif etype == "task-succeeded":
                         uuid = ev.get("uuid")
-                        task = pending_pop(uuid, None)  # type: ignore[arg-type]
-                        if task is None:
+                        task = pending_get(uuid)  # type: ignore[arg-type]
+                        if task is None:  # unknown, or DONE
                             cell = unknown_cell(ev)
                         else:
-                            node = ev.get("hostname")  # the task is done: no need to cache
+                            node = ev["hostname"]  # the task is done: no need to cache
                             cell = task[CELL] if node == task[NODE] else task_cell(task, node)
-                            finished[uuid] = None  # type: ignore[index]
-                            if len(finished) >= max_finished:
-                                forget_finished()
-                        cell[SUCCEEDED_N] += 1
+                            pending[uuid] = DONE  # type: ignore[index]
                         runtime: Any = ev.get("runtime")
-                        if type(runtime) in number:
+                        if type(runtime) in number:  # counted as a success by this observation
                             hist = cell[RUNTIME] or row(cell, RUNTIME)
                             hist[bisect_left(runtime_bounds, runtime)] += 1
-                            hist[-1] += runtime
+                            hist[runtime_sum] += runtime
+                        else:
+                            cell[SUCCEEDED_N] += 1
                     else:
                         handler = handlers_get(etype)  # type: ignore[arg-type]
                         if handler is not None:
                             handler(ev)
                 except Exception:  # an odd field must never cost the stream: count it, go on
                     drop("metrics_error")
+            if len(pending) >= tasks.limit:
+                trim()
 
         return events
 
@@ -269,11 +268,11 @@ class EventMetrics:
 
     def _sent(self, event: Event) -> None:
         uuid: Any = event.get("uuid")
-        task = self.tasks.pending.get(uuid)
-        if task is None and self.tasks.admits(uuid):
+        task = self.tasks.pending.get(uuid, UNSET)
+        if task is UNSET and type(uuid) is str:
             first = record(self.name(event.get("name")), event.get("local_received"))
             task = self.tasks.add(uuid, first)
-        if task is None:
+        if task is None or task is UNSET:  # finished already (DONE), or an odd id
             name = self.name(event.get("name"))
             self.totals.add(
                 "task-sent", (name, self.sender(event.get("hostname")), self.default_queue)
@@ -286,13 +285,13 @@ class EventMetrics:
         task[SENT] = sent if type(sent) in NUMBER else None
         eta = event.get("eta")
         if eta:
-            task[ETA] = eta_timestamp(eta)
+            set_eta(task, eta)
         labels = (task[NAME], self.sender(event.get("hostname")), task[QUEUE] or self.default_queue)
         self.totals.add("task-sent", labels)
 
     def _failed(self, event: Event) -> None:
         uuid = event.get("uuid")
-        task = self.tasks.pending.pop(uuid, None)  # type: ignore[arg-type]
+        task = self.tasks.pending.get(uuid)  # type: ignore[arg-type]
         labels = self._labels(task, event)
         self.totals.add("task-failed", (*labels, exception_label(event.get("exception"))))
         runtime, at = event.get("runtime"), event.get("timestamp")
@@ -305,7 +304,7 @@ class EventMetrics:
 
     def _finished(self, event: Event) -> None:
         uuid = event.get("uuid")
-        task = self.tasks.pending.pop(uuid, None)  # type: ignore[arg-type]
+        task = self.tasks.pending.get(uuid)  # type: ignore[arg-type]
         self.totals.add(event["type"], self._labels(task, event))
         if task is not None:
             self.tasks.finish(uuid)  # type: ignore[arg-type]

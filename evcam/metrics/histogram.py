@@ -39,10 +39,11 @@ def parse_buckets(text: str | Iterable[float]) -> tuple[float, ...]:
 class Histogram:
     """Bucket counts and a sum per label tuple; cumulative only when read."""
 
-    __slots__ = ("bounds", "series")
+    __slots__ = ("bounds", "series", "sum_at")
 
     def __init__(self, bounds: Sequence[float]) -> None:
         self.bounds = tuple(bounds)
+        self.sum_at = len(self.bounds) + 1  # a row's index of its sum (its last)
         self.series: dict[tuple[str, ...], list[float]] = {}  # labels -> [c0 .. cn, +Inf, sum]
 
     def row(self, labels: tuple[str, ...]) -> list[float]:

@@ -114,3 +114,19 @@ def test_a_batch_counts_exactly_what_the_same_events_one_by_one_count() -> None:
     assert batched.failed_runtime.read() == one.failed_runtime.read()
     assert batched.drops() == one.drops()
     assert sum(n for key, n in one.counters().items() if key[0] == "task-succeeded") == 52
+
+
+def test_starts_and_successes_count_whether_or_not_a_histogram_observes_them() -> None:
+    """A start with a wait since task-received and a success with a runtime are counted by
+    their histogram rows; those without are counted plainly: both add up."""
+    m = EventMetrics()
+    m.event(ev("task-received", "t1", at=10.0, name="p.a", hostname=W1))
+    m.event(ev("task-started", "t1", at=10.5, hostname=W1))
+    m.event(ev("task-succeeded", "t1", at=11.0, hostname=W1, runtime=0.5))
+    m.event(ev("task-sent", "t2", at=10.0, name="p.a", hostname="gen1@client"))
+    m.event(ev("task-started", "t2", at=10.5, hostname=W1))  # no task-received: no wait
+    m.event(ev("task-succeeded", "t2", at=11.0, hostname=W1))  # no runtime
+    assert count(m, "task-started", name="p.a", hostname=W1) == 2
+    assert count(m, "task-succeeded", name="p.a", hostname=W1) == 2
+    assert [row[1][-1][1] for row in m.received_wait.read()] == [1]
+    assert [row[1][-1][1] for row in m.runtime.read()] == [1]

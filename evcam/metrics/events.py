@@ -136,6 +136,12 @@ class EventMetrics:
         node_cells_get = totals.node_cells.get
 
         def events(batch: Sequence[Event]) -> None:
+            # The labels of the last new task's name and node, and their cell: the tasks of
+            # one message come from one worker, and mostly bear one name.
+            last_raw: Any = unknown
+            last_node: Any = None
+            last_name: Any = None
+            last_cell: Any = None
             for ev in batch:
                 try:
                     etype = ev["type"]
@@ -146,9 +152,15 @@ class EventMetrics:
                         eta = ev.get("eta")
                         node = ev["hostname"]
                         if task is unknown:
-                            name = ev.get("name")
-                            name = names_get(name) or name_of(name)  # type: ignore[arg-type]
-                            cell = node_cells_get((name, node, None)) or cell_for(name, node, None)
+                            raw = ev.get("name")
+                            if raw == last_raw and node == last_node:
+                                name, cell = last_name, last_cell
+                            else:
+                                name = names_get(raw) or name_of(raw)  # type: ignore[arg-type]
+                                cell = node_cells_get((name, node, None)) or cell_for(
+                                    name, node, None
+                                )
+                                last_raw, last_node, last_name, last_cell = raw, node, name, cell
                             task = [
                                 name,
                                 None,
@@ -205,8 +217,8 @@ class EventMetrics:
                         hist[bisect_left(wait_bounds, wait)] += 1
                         hist[wait_sum] += wait
                     elif etype == "task-succeeded":
-                        uuid = ev.get("uuid")
-                        task = pending_get(uuid)  # type: ignore[arg-type]
+                        uuid = ev["uuid"]
+                        task = pending_get(uuid)
                         if task is None:  # unknown, or DONE
                             cell = unknown_cell(ev)
                         else:

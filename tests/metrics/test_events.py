@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from evcam.metrics import DEFAULT_QUEUE, EventMetrics
-from tests.support.metricsevents import W1, count, ev, lifecycle
+from tests.support.metricsevents import W1, W2, count, ev, lifecycle
 
 
 def test_task_events_are_counted_with_name_host_and_queue_from_earlier_events() -> None:
@@ -83,10 +83,11 @@ def test_odd_fields_never_raise() -> None:
     m.event(ev("task-received", "t1", name=["not", "a", "name"], hostname=None, eta="garbage"))
     m.event(ev("task-started", "t1", at="noon", hostname=W1))
     m.event(ev("worker-heartbeat", hostname=123, freq="x"))
-    m.event({"type": "task-succeeded"})
-    assert m.drops()["metrics_error"] == 1  # an unhashable name
+    m.event({"type": "task-succeeded"})  # no uuid: the state never accepts it
+    assert m.drops()["metrics_error"] == 2  # an unhashable name, a missing uuid
     assert count(m, "task-started", name="unknown") == 1
-    assert count(m, "task-succeeded", name="unknown") == 1
+    m.event({"type": "task-succeeded", "uuid": "t9", "hostname": W1, "runtime": "slow"})
+    assert count(m, "task-succeeded", name="unknown") == 1  # an odd runtime is not observed
 
 
 def test_a_batch_counts_exactly_what_the_same_events_one_by_one_count() -> None:
@@ -130,3 +131,25 @@ def test_starts_and_successes_count_whether_or_not_a_histogram_observes_them() -
     assert count(m, "task-succeeded", name="p.a", hostname=W1) == 2
     assert [row[1][-1][1] for row in m.received_wait.read()] == [1]
     assert [row[1][-1][1] for row in m.runtime.read()] == [1]
+
+
+def test_a_batch_of_new_tasks_counts_each_under_its_own_name_and_worker() -> None:
+    """New tasks in one batch alternating names and workers are each counted under their own
+    labels (the labels of the last new task are reused only when both match)."""
+    m = EventMetrics()
+    batch = [
+        ev("task-received", "t1", name="p.a", hostname=W1),
+        ev("task-received", "t2", name="p.a", hostname=W2),
+        ev("task-received", "t3", name="p.b", hostname=W2),
+        ev("task-received", "t4", name="p.b", hostname=W2),
+        ev("task-received", "t5", name="p.a", hostname=W1),
+    ]
+    m.events(batch)
+    assert count(m, "task-received", name="p.a", hostname=W1) == 2
+    assert count(m, "task-received", name="p.a", hostname=W2) == 1
+    assert count(m, "task-received", name="p.b", hostname=W2) == 2
+    m.events(
+        [ev("task-succeeded", f"t{i}", hostname=W2 if i in (2, 3, 4) else W1) for i in range(1, 6)]
+    )
+    assert count(m, "task-succeeded", name="p.b", hostname=W2) == 2
+    assert count(m, "task-succeeded", name="p.a") == 3

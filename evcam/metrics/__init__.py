@@ -1,7 +1,7 @@
 """Cluster metrics counted from the event stream (`--http`), as small parts behind one hook.
 
 `EventMetrics.events(batch)` (evcam.metrics.events) is the receiver's `on_events`: it counts the
-accepted events, a read (or about 128 events) at a time, into plain dicts and lists, and the
+accepted events, a read (or about 24 events) at a time, into plain dicts and lists, and the
 exporter turns them into Prometheus families at scrape time. The parts, one job each:
 
 - `labels.Labels`: the label budget (task names beyond `max_task_names` become `other`;

@@ -1,7 +1,7 @@
 """`EventMetrics`: the receiver's `on_events` hook, counting task and worker events.
 
 `events(batch)` is called by the receiver with the events the state accepted, those of one
-read from the socket at a time (or about 128 of a larger one), on its thread (`event(event)`
+read from the socket at a time (or about 24 of a larger one), on its thread (`event(event)`
 counts one). It only updates counters, histogram rows and the small bounded maps of its parts
 (`Labels`, `PendingTasks`, `TaskCounters`, `WorkerLiveness`); everything Prometheus sees is
 built from them at scrape time. Counts come from the events themselves, not from the cluster
@@ -109,7 +109,7 @@ class EventMetrics:
         task-received, task-started and task-succeeded are nearly all the stream: they are
         handled inline with local names only (no attribute lookups, no further calls in the
         common case), the other types through `_handlers`. A batch is the events of one read
-        from the socket, or about 128 of a larger one: counting them in one loop keeps this
+        from the socket, or about 24 of a larger one: counting them in one loop keeps this
         code and its maps in the CPU caches (called once per event, between the state's own
         work, it cost twice its instructions). This keeps counting to a small fraction of the
         receiver's own per-event cost (`python -m bench metrics`).

@@ -40,7 +40,7 @@ class ReceiverHooks:
     #: Each event the state applied, after it was applied; None: nobody listens.
     on_event: Callable[[dict[str, Any]], None] | None = None
     #: The events the state applied, in order, a batch at a time: those of one read from the
-    #: socket (one kombu drain), or, from `ingest.FLUSH_AT` (128) on, those up to the message
+    #: socket (one kombu drain), or, from `ingest.FLUSH_AT` (24) on, those up to the message
     #: that reached it; handed over before the next read, a housekeeping pass or a
     #: back-pressure pause. The list is reused: read it, do not keep it. None: nobody listens.
     #: One call per batch keeps a counter's code and data in the CPU caches while it counts

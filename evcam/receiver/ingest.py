@@ -38,11 +38,13 @@ __all__ = ["FLUSH_AT", "Ingestion"]
 
 #: Applied events held for `on_events` before they are handed over within a read. Holding a
 #: whole read's (up to 256 KiB: about 750 events) kept that many event dicts alive: their memory
-#: was no longer reused warm from the allocator, and the collector traced and promoted them.
-#: The read path ran at 0.74-0.82 of its speed without metrics, against 0.86-0.87 now (replays
-#: interleaved with it, as `python -m bench metrics` does). From 64 to 384 the figure is flat;
-#: below 32 the calls' own cost shows.
-FLUSH_AT = 128
+#: was no longer reused warm from the allocator, and the collector traced and promoted them
+#: (the read path ran at 0.74-0.82 of its speed without metrics, against 0.86-0.87 at 128).
+#: Once counting cost a fifth fewer instructions, handing over every message of Celery's lists
+#: of 24 events (every 24 single-event messages) beat 128 by about 3 points, in 7 interleaved
+#: replays of 8 (`python -m bench metrics` interleaves the same way); at 4 the calls' own cost
+#: shows.
+FLUSH_AT = 24
 
 
 class Ingestion:

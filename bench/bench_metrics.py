@@ -21,8 +21,8 @@ gets `/metrics` every SCRAPE_INTERVAL seconds of those slices' time; it is stopp
 in the others. Target: at least 0.90 of off. `python -m bench metrics`.
 
 With EVCAM_BENCH_SUSTAINED=60, a sustained run follows: queue after queue of lists of 24 drained
-with slices interleaved between off and on+scrape, until the scraped slices add up to that
-many seconds.
+with slices interleaved between off, on and on+scrape, until the scraped slices add up to
+that many seconds.
 """
 
 from __future__ import annotations
@@ -246,20 +246,21 @@ def _shape(batch: int) -> dict[str, Any]:
 
 
 def sustained(batch: int = 24) -> dict[str, Any]:
-    """Queue after queue drained with slices interleaved between off and on+scrape, until the
-    scraped slices add up to SUSTAINED seconds."""
+    """Queue after queue drained with slices interleaved between off, on and on+scrape, until
+    the scraped slices add up to SUSTAINED seconds."""
     variants, monitored, drains = _interleaved(
         "evcam.bench.metrics.sustained",
         batch,
-        ("off", "on+scrape"),
-        lambda variants: bool(variants[1].wall < SUSTAINED),
+        ("off", "on", "on+scrape"),
+        lambda variants: bool(variants[2].wall < SUSTAINED),
     )
-    off, scraped = variants
-    ratio, cpu_ratio = scraped.rate() / off.rate(), scraped.cpu_rate() / off.cpu_rate()
+    off, on, scraped = variants
     print(
         f"sustained: {drains} queues, {scraped.wall:.0f} s of on+scrape slices "
         f"({monitored.scrapes} scrapes, {monitored.scrapes / scraped.wall:.1f}/s): "
-        f"throughput {ratio:.1%} of off, events per CPU second {cpu_ratio:.1%} of off"
+        f"on at {on.rate() / off.rate():.1%} of off in throughput and "
+        f"{on.cpu_rate() / off.cpu_rate():.1%} in events per CPU second; on+scrape at "
+        f"{scraped.rate() / off.rate():.1%} and {scraped.cpu_rate() / off.cpu_rate():.1%}"
     )
     return {
         "drains": drains,

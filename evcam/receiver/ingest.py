@@ -41,9 +41,9 @@ __all__ = ["FLUSH_AT", "Ingestion"]
 #: was no longer reused warm from the allocator, and the collector traced and promoted them
 #: (the read path ran at 0.74-0.82 of its speed without metrics, against 0.86-0.87 at 128).
 #: Once counting cost a fifth fewer instructions, handing over every message of Celery's lists
-#: of 24 events (every 24 single-event messages) beat 128 by about 3 points, in 7 interleaved
-#: replays of 8 (`python -m bench metrics` interleaves the same way); at 4 the calls' own cost
-#: shows.
+#: of 24 events (every 24 single-event messages) beat 128 by 3 points on average, in 7
+#: interleaved replays (`python -m bench metrics` interleaves the same way); at 4 the calls'
+#: own cost shows.
 FLUSH_AT = 24
 
 

@@ -104,6 +104,44 @@ def _delete_exchange(url: str, name: str) -> None:
         conn.default_channel.exchange_delete(name)
 
 
+class Trio:
+    """Three evcams (not started), each consuming its own quorum queue bound to one
+    consistent-hash partition exchange, all storing to one PostgreSQL table prefix; `remove()`
+    kills them and deletes the queues, the partition exchange and the tables."""
+
+    def __init__(self, tmp_path: Path, broker: str, postgres_url: str, tag: str) -> None:
+        self.broker, self.postgres_url = broker, postgres_url
+        self.exchange, self.partitions = unique(f"{tag}x"), unique(f"{tag}p")
+        self.queues = [unique(f"{tag}q{n}") for n in range(3)]
+        self.prefix = unique(tag).replace("-", "_")[:24] + "_"
+        db = (
+            "--camera-option",
+            f"url={postgres_url}",
+            "--camera-option",
+            f"table_prefix={self.prefix}",
+        )
+        args = ("--queue-type", "quorum", "--partition-exchange", self.partitions, *db)
+        self.evcams = []
+        for n, queue in enumerate(self.queues):
+            home = tmp_path / f"{tag}{n}"
+            home.mkdir()
+            self.evcams.append(Evcam(home, broker, self.exchange, queue, *args))
+
+    def remove(self, sig: int = signal.SIGKILL) -> None:
+        from sqlalchemy import create_engine
+
+        from evcam.cameras.sql import schema
+
+        for evcam in self.evcams:
+            evcam.kill(sig)
+        for queue in self.queues:
+            delete_queue(self.broker, queue)
+        _delete_exchange(self.broker, self.partitions)
+        engine = create_engine(self.postgres_url)
+        schema(self.prefix).metadata.drop_all(engine)
+        engine.dispose()
+
+
 @pytest.mark.timeout(600)
 def test_three_partitions_one_killed_mid_stream_store_celerys_rows(
     tmp_path: Path, rabbitmq_url: str, postgres_url: str, celery_worker: Any, celery_app: Any
@@ -111,18 +149,10 @@ def test_three_partitions_one_killed_mid_stream_store_celerys_rows(
     """Three partitions share the load (each gets events) and the store equals Celery's State
     row for row, generated and real worker's tasks alike, with one partition kill -9'ed and
     restarted mid-stream."""
-    exchange, partitions = unique("ptx"), unique("ptp")
-    queues = [unique(f"ptq{n}") for n in range(3)]
-    prefix = unique("pt").replace("-", "_")[:24] + "_"
+    trio = Trio(tmp_path, rabbitmq_url, postgres_url, "pt")
+    exchange, prefix, evcams = trio.exchange, trio.prefix, trio.evcams
     messages, events = partitioned_lifecycles(TASKS, seed=41)
     expected = celery_rows(events)
-    db = ("--camera-option", f"url={postgres_url}", "--camera-option", f"table_prefix={prefix}")
-    evcams = []
-    for n, queue in enumerate(queues):
-        home = tmp_path / f"p{n}"
-        home.mkdir()
-        args = ("--queue-type", "quorum", "--partition-exchange", partitions, *db)
-        evcams.append(Evcam(home, rabbitmq_url, exchange, queue, *args))
     publisher = HostPublisher(rabbitmq_url, exchange, messages, rate=len(messages) / 15)  # type: ignore[arg-type]
     app = celery_app(celery_worker(rabbitmq_url, exchange=exchange))
     try:
@@ -144,15 +174,4 @@ def test_three_partitions_one_killed_mid_stream_store_celerys_rows(
             assert max(s["events"] for s in evcam.statuses()) > 0
     finally:
         publisher.stop.set()
-        for evcam in evcams:
-            evcam.kill(signal.SIGKILL)
-        for queue in queues:
-            delete_queue(rabbitmq_url, queue)
-        _delete_exchange(rabbitmq_url, partitions)
-        from sqlalchemy import create_engine
-
-        from evcam.cameras.sql import schema
-
-        engine = create_engine(postgres_url)
-        schema(prefix).metadata.drop_all(engine)
-        engine.dispose()
+        trio.remove()

@@ -16,9 +16,8 @@ from sqlalchemy import create_engine
 
 from evcam.cameras.sql import schema
 from evcam.history import history, iter_workers
-from tests.conftest import unique, wait_until
-from tests.support.zeroloss import Evcam, delete_queue
-from tests.test_partitions import _delete_exchange
+from tests.conftest import wait_until
+from tests.test_partitions import Trio
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -43,16 +42,8 @@ def test_liveness_across_three_partitions_live_killed_and_stopped_workers(
     """Sampled every second: the live worker always alive, the kill -9'ed one offline within
     FREQ*2 of being killed, the stopped one's worker-offline stored; `evcam history workers`
     agrees at the end."""
-    exchange, partitions = unique("lvx"), unique("lvp")
-    queues = [unique(f"lvq{n}") for n in range(3)]
-    prefix = unique("lv").replace("-", "_")[:24] + "_"
-    db = ("--camera-option", f"url={postgres_url}", "--camera-option", f"table_prefix={prefix}")
-    evcams = []
-    for n, queue in enumerate(queues):
-        home = tmp_path / f"l{n}"
-        home.mkdir()
-        args = ("--queue-type", "quorum", "--partition-exchange", partitions, *db)
-        evcams.append(Evcam(home, rabbitmq_url, exchange, queue, *args))
+    trio = Trio(tmp_path, rabbitmq_url, postgres_url, "lv")
+    exchange, prefix, evcams = trio.exchange, trio.prefix, trio.evcams
     try:
         for evcam in evcams:
             evcam.start()
@@ -102,11 +93,4 @@ def test_liveness_across_three_partitions_live_killed_and_stopped_workers(
         alive = {row["hostname"]: row["alive"] for row in json.loads(result.output)}
         assert alive == {live.hostname: True, killed.hostname: False, stopped.hostname: False}
     finally:
-        for evcam in evcams:
-            evcam.kill()
-        for queue in queues:
-            delete_queue(rabbitmq_url, queue)
-        _delete_exchange(rabbitmq_url, partitions)
-        engine = create_engine(postgres_url)
-        schema(prefix).metadata.drop_all(engine)
-        engine.dispose()
+        trio.remove()

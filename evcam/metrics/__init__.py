@@ -4,6 +4,7 @@
 accepted events, a read (or about 24 events) at a time, into plain dicts and lists, and the
 exporter turns them into Prometheus families at scrape time. The parts, one job each:
 
+- `hotpath.batch_counter`: the event path, counting the three frequent event types inline;
 - `labels.Labels`: the label budget (task names beyond `max_task_names` become `other`;
   hostname modes `full`, `host`, `none`) and `exception_label`;
 - `pending.PendingTasks`: unfinished tasks (name, queue, times) until they finish, then their

@@ -5,7 +5,9 @@ read from the socket at a time (or about 24 of a larger one), on its thread (`ev
 counts one). It only updates counters, histogram rows and the small bounded maps of its parts
 (`Labels`, `PendingTasks`, `TaskCounters`, `WorkerLiveness`); everything Prometheus sees is
 built from them at scrape time. Counts come from the events themselves, not from the cluster
-model, so they stay exact whatever the model evicts (`--max-tasks`).
+model, so they stay exact whatever the model evicts (`--max-tasks`). The three frequent event
+types are counted by `hotpath.batch_counter`; this class wires the parts, counts the other
+types and answers the read side.
 
 Thread safety: one thread (the receiver's) writes; the scrape thread reads copies. Every update
 is a single dict or list item assignment, atomic under the GIL.
@@ -18,39 +20,26 @@ from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from evcam.metrics.counters import (
-    CELL_LABELS,
-    RECEIVED_N,
-    RECEIVED_WAIT,
-    RUNTIME,
-    SENT_WAIT,
-    STARTED_N,
-    SUCCEEDED_N,
-    TaskCounters,
-)
+from evcam.metrics.counters import CELL_LABELS, SENT_WAIT, TaskCounters
 from evcam.metrics.histogram import DEFAULT_BUCKETS, DEFAULT_WAIT_BUCKETS
+from evcam.metrics.hotpath import NUMBER, Event, batch_counter
 from evcam.metrics.labels import Labels, exception_label
 from evcam.metrics.pending import (
     CELL,
-    DONE,
     ETA,
     NAME,
     NODE,
     QUEUE,
     SENT,
-    SINCE,
     STARTED,
     UNSET,
     PendingTasks,
-    received_again,
     record,
     set_eta,
 )
 from evcam.metrics.workers import Series, WorkerLiveness
 
 DEFAULT_QUEUE = "celery"  # a task whose task-sent event was not seen (celery-exporter's default)
-NUMBER = (float, int)
-Event = dict[str, Any]
 
 
 class EventMetrics:
@@ -80,7 +69,7 @@ class EventMetrics:
         self.workers = self.liveness.workers
         self.runtime, self.failed_runtime = self.totals.runtime, self.totals.failed_runtime
         self.sent_wait, self.received_wait = self.totals.sent_wait, self.totals.received_wait
-        self._handlers: dict[str, Callable[[Event], None]] = {
+        self.handlers: dict[str, Callable[[Event], None]] = {
             "task-sent": self._sent,
             "task-failed": self._failed,
             "task-revoked": self._finished,
@@ -90,160 +79,22 @@ class EventMetrics:
             "worker-heartbeat": self.liveness.seen,
             "worker-offline": self.liveness.offline,
         }
-        self.events = self._fast_path()  # type: ignore[method-assign,assignment]
+        self.events = batch_counter(self)  # type: ignore[method-assign,assignment]
 
     # ------------------------------------------------------------------ the event path
+    # The three frequent event types are counted inline by `hotpath.batch_counter`; what it
+    # calls for the rest, and in its uncommon cases, is here.
 
     def events(self, batch: Sequence[Event]) -> None:
         """Count a batch of (normalised, accepted) events, in order: the receiver's
-        `on_events` hook (replaced per instance by `_fast_path()`)."""
+        `on_events` hook (replaced per instance by `hotpath.batch_counter`)."""
         self.events(batch)
 
     def event(self, event: Event) -> None:
         """Count one (normalised, accepted) event."""
         self.events((event,))
 
-    def _fast_path(self) -> Callable[[Sequence[Event]], None]:
-        """The batch handler, as a closure over everything it touches.
-
-        task-received, task-started and task-succeeded are nearly all the stream: they are
-        handled inline with local names only (no attribute lookups, no further calls in the
-        common case), the other types through `_handlers`. A batch is the events of one read
-        from the socket, or about 24 of a larger one: counting them in one loop keeps this
-        code and its maps in the CPU caches (called once per event, between the state's own
-        work, it cost twice its instructions). This keeps counting to a small fraction of the
-        receiver's own per-event cost (`python -m bench metrics`).
-
-        The fields the state checks before it accepts a task event (type, uuid, hostname,
-        timestamp; local_received, set by the receiver) are read by subscript; an event that
-        lacks one (only `event()` can be handed such) is a `metrics_error`, like any odd field.
-        A finished task's id stays in `pending` as DONE, its record freed at once (no object
-        per finished task is kept alive); the bounds are kept by `trim()`, after a batch.
-        """
-        tasks, totals = self.tasks, self.totals
-        pending = tasks.pending
-        pending_get, trim = pending.get, tasks.trim
-        unknown = UNSET  # what `pending_get` returns for an id it does not hold
-        runtime_bounds, wait_bounds = totals.runtime.bounds, totals.received_wait.bounds
-        runtime_sum, wait_sum = totals.runtime.sum_at, totals.received_wait.sum_at
-        names_get, name_of = self.labels.names.get, self.labels.name
-        handlers_get = self._handlers.get
-        unknown_cell, cell_for, row = self._unknown_cell, self._cell_for, totals.row
-        sent_wait = self._sent_wait
-        task_cell = self._task_cell
-        drop = self._drop
-        number = NUMBER
-        node_cells_get = totals.node_cells.get
-
-        def events(batch: Sequence[Event]) -> None:
-            # The labels of the last new task's name and node, and their cell: the tasks of
-            # one message come from one worker, and mostly bear one name.
-            last_raw: Any = unknown
-            last_node: Any = None
-            last_name: Any = None
-            last_cell: Any = None
-            for ev in batch:
-                try:
-                    etype = ev["type"]
-                    if etype == "task-received":
-                        uuid = ev["uuid"]
-                        task = pending_get(uuid, unknown)
-                        received = ev["timestamp"]
-                        eta = ev.get("eta")
-                        node = ev["hostname"]
-                        if task is unknown:
-                            raw = ev.get("name")
-                            if raw == last_raw and node == last_node:
-                                name, cell = last_name, last_cell
-                            else:
-                                name = names_get(raw) or name_of(raw)  # type: ignore[arg-type]
-                                cell = node_cells_get((name, node, None)) or cell_for(
-                                    name, node, None
-                                )
-                                last_raw, last_node, last_name, last_cell = raw, node, name, cell
-                            task = [
-                                name,
-                                None,
-                                None,
-                                received,
-                                None,
-                                None,
-                                ev["local_received"],
-                                node,
-                                cell,
-                            ]
-                            pending[uuid] = task  # type: ignore[index]
-                            cell[RECEIVED_N] += 1
-                            if eta:
-                                set_eta(task, eta)
-                            continue
-                        if task is DONE:  # finished already: a late or repeated event
-                            unknown_cell(ev)[RECEIVED_N] += 1
-                            continue
-                        received_again(task, received, eta)
-                        if node == task[NODE]:
-                            task[CELL][RECEIVED_N] += 1
-                        else:
-                            cell = node_cells_get((task[NAME], node, task[QUEUE])) or cell_for(
-                                task[NAME], node, task[QUEUE]
-                            )
-                            task[NODE], task[CELL] = node, cell
-                            cell[RECEIVED_N] += 1
-                    elif etype == "task-started":
-                        task = pending_get(ev["uuid"])
-                        if task is None:  # unknown, or DONE
-                            unknown_cell(ev)[STARTED_N] += 1
-                            continue
-                        node = ev["hostname"]
-                        if node == task[NODE]:
-                            cell = task[CELL]
-                        else:
-                            cell = node_cells_get((task[NAME], node, task[QUEUE])) or cell_for(
-                                task[NAME], node, task[QUEUE]
-                            )
-                            task[NODE], task[CELL] = node, cell
-                        started = task[STARTED] = ev["timestamp"]
-                        if task[SENT] is not None:  # only with task_send_sent_event
-                            sent_wait(task, cell, started)
-                        since = task[SINCE]
-                        if since is None:
-                            cell[STARTED_N] += 1
-                            continue
-                        wait = started - since
-                        if wait < 0.0:
-                            wait = 0.0
-                        # Counted as a start by this observation (see `counters`).
-                        hist = cell[RECEIVED_WAIT] or row(cell, RECEIVED_WAIT)
-                        hist[bisect_left(wait_bounds, wait)] += 1
-                        hist[wait_sum] += wait
-                    elif etype == "task-succeeded":
-                        uuid = ev["uuid"]
-                        task = pending_get(uuid)
-                        if task is None:  # unknown, or DONE
-                            cell = unknown_cell(ev)
-                        else:
-                            node = ev["hostname"]  # the task is done: no need to cache
-                            cell = task[CELL] if node == task[NODE] else task_cell(task, node)
-                            pending[uuid] = DONE  # type: ignore[index]
-                        runtime: Any = ev.get("runtime")
-                        if type(runtime) in number:  # counted as a success by this observation
-                            hist = cell[RUNTIME] or row(cell, RUNTIME)
-                            hist[bisect_left(runtime_bounds, runtime)] += 1
-                            hist[runtime_sum] += runtime
-                        else:
-                            cell[SUCCEEDED_N] += 1
-                    else:
-                        handler = handlers_get(etype)  # type: ignore[arg-type]
-                        if handler is not None:
-                            handler(ev)
-                except Exception:  # an odd field must never cost the stream: count it, go on
-                    drop("metrics_error")
-            if len(pending) >= tasks.limit:
-                trim()
-
-        return events
-
-    def _sent_wait(self, task: list[Any], cell: list[Any], started: float) -> None:
+    def observe_sent_wait(self, task: list[Any], cell: list[Any], started: float) -> None:
         """Observe the wait from task-sent (or the ETA, if later) to task-started."""
         since = task[SENT] if task[ETA] is None else max(task[SENT], task[ETA])
         wait = max(0.0, started - since)
@@ -251,21 +102,21 @@ class EventMetrics:
         hist[bisect_left(self.totals.sent_wait.bounds, wait)] += 1
         hist[-1] += wait
 
-    def _drop(self, reason: str) -> None:
+    def drop(self, reason: str) -> None:
         self.dropped[reason] = self.dropped.get(reason, 0) + 1
 
-    def _unknown_cell(self, event: Event) -> list[Any]:
+    def unknown_cell(self, event: Event) -> list[Any]:
         """The cell of an event whose task is not pending (never seen, evicted, finished)."""
         return self.totals.cell(self._labels(None, event))
 
-    def _cell_for(self, name: str, node: Any, queue: str | None) -> list[Any]:
+    def cell_for(self, name: str, node: Any, queue: str | None) -> list[Any]:
         """The cell of a task's worker events from `node`, remembered under (name, node,
         queue) for the tasks that follow."""
         labels = (name, self.labels.host(node), queue or self.default_queue)
         return self.totals.node_cell((name, node, queue), labels)
 
-    def _task_cell(self, task: list[Any], node: Any) -> list[Any]:
-        return self._cell_for(task[NAME], node, task[QUEUE])
+    def task_cell(self, task: list[Any], node: Any) -> list[Any]:
+        return self.cell_for(task[NAME], node, task[QUEUE])
 
     def _labels(self, task: list[Any] | None, event: Event) -> tuple[str, ...]:
         """(name, hostname, queue_name) of a worker's event; cached per task and node."""
@@ -273,7 +124,7 @@ class EventMetrics:
         if task is None:
             return self.name(event.get("name")), self.host(node), self.default_queue
         if node != task[NODE]:
-            task[CELL], task[NODE] = self._task_cell(task, node), node
+            task[CELL], task[NODE] = self.task_cell(task, node), node
         return task[CELL][CELL_LABELS]  # type: ignore[no-any-return]
 
     # ------------------------------------------------------------------ the rarer events

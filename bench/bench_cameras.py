@@ -34,13 +34,9 @@ QUEUE = "evcam.bench.cameras"
 
 
 def _fill() -> None:
-    from kombu import Connection
-
     from bench import loadgen
 
-    with Connection(URL) as conn:
-        conn.default_channel.queue_delete(QUEUE)
-    loadgen.publish(URL, EVENTS, batch=BATCH, exchange=EXCHANGE, queue=QUEUE)
+    loadgen.refill(URL, EVENTS, [QUEUE], batch=BATCH, exchange=EXCHANGE)
 
 
 def _cameras(state: Any, count: int, tmp: str) -> dict[str, Any]:
@@ -109,7 +105,7 @@ def main() -> dict[str, Any]:
 
 
 def _main() -> dict[str, Any]:
-    from kombu import Connection
+    from bench import loadgen
 
     runs: dict[int, list[dict[str, float]]] = {1: [], 3: []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,8 +113,7 @@ def _main() -> dict[str, Any]:
             for count in (1, 3):
                 _fill()
                 runs[count].append(_drain(count, tmp))
-    with Connection(URL) as conn:
-        conn.default_channel.queue_delete(QUEUE)
+    loadgen.delete_queues(URL, [QUEUE])
     best = {count: min(r["ingest_seconds"] for r in rounds) for count, rounds in runs.items()}
     stored = {count: min(r["stored_seconds"] for r in rounds) for count, rounds in runs.items()}
     results: dict[str, Any] = {

@@ -105,16 +105,6 @@ class Monitored:
         self.server.close()
 
 
-def _fill(queue: str, batch: int, events: int) -> int:
-    from kombu import Connection
-
-    from bench import loadgen
-
-    with Connection(URL) as conn:
-        conn.default_channel.queue_delete(queue)
-    return loadgen.publish(URL, events, batch=batch, exchange=EXCHANGE, queue=queue)
-
-
 def _variants(names: Sequence[str], monitored: Monitored) -> list[Any]:
     from bench.interleave import Variant
 
@@ -135,11 +125,12 @@ def _variants(names: Sequence[str], monitored: Monitored) -> list[Any]:
 def drain(queue: str, batch: int, events: int, variants: list[Any], monitored: Monitored) -> None:
     """Fill `queue` with `events` events, drain it once with its slices interleaved between
     `variants` (their figures add up in them)."""
+    from bench import loadgen
     from bench.interleave import Interleaver
     from evcam.receiver import Receiver, ReceiverHooks
     from evcam.state import State
 
-    _fill(queue, batch, events)
+    loadgen.refill(URL, events, [queue], batch=batch, exchange=EXCHANGE)
     receiver: Any = None
 
     def on_iteration() -> None:
@@ -206,7 +197,7 @@ def _interleaved(
     while `more(variants)` says so (at least once); the variants, the scraped server and the
     number of drains. The scraper runs in the "on+scrape" slices only, one in len(names): its
     pace is SCRAPE_INTERVAL of their time."""
-    from kombu import Connection
+    from bench import loadgen
 
     monitored = Monitored(every=SCRAPE_INTERVAL * len(names))
     variants = _variants(names, monitored)
@@ -217,8 +208,7 @@ def _interleaved(
             drains += 1
     finally:
         monitored.close()
-        with Connection(URL) as conn:
-            conn.default_channel.queue_delete(queue)
+        loadgen.delete_queues(URL, [queue])
     return variants, monitored, drains
 
 

@@ -24,13 +24,9 @@ EXCHANGE = "evcam.bench.receiver"
 
 
 def _fill(queue: str, batch: int) -> int:
-    from kombu import Connection
-
     from bench import loadgen
 
-    with Connection(URL) as conn:
-        conn.default_channel.queue_delete(queue)
-    return loadgen.publish(URL, EVENTS, batch=batch, exchange=EXCHANGE, queue=queue)
+    return loadgen.refill(URL, EVENTS, [queue], batch=batch, exchange=EXCHANGE)
 
 
 def _floor(queue: str, messages: int) -> float:
@@ -126,6 +122,8 @@ def _decode(batch: int) -> dict[str, float]:
 
 
 def main() -> dict[str, Any]:
+    from bench import loadgen
+
     results: dict[str, Any] = {"events": EVENTS}
     print(f"draining {EVENTS} events from a pre-filled durable queue on {URL.split('@')[-1]}")
     print(f"{'shape':<10} {'consumer':<20} {'events/s':>10} {'msgs/s':>10} {'seconds':>8}")
@@ -166,10 +164,7 @@ def main() -> dict[str, Any]:
         figures["decode_us_per_message"] = {k: round(v, 2) for k, v in _decode(batch).items()}
         print(f"{shape:<10} decode us/message: {figures['decode_us_per_message']}")
         results[shape] = figures
-        from kombu import Connection
-
-        with Connection(URL) as conn:
-            conn.default_channel.queue_delete(queue)
+        loadgen.delete_queues(URL, [queue])
     return results
 
 

@@ -51,16 +51,9 @@ def _queue_counts(queue: str) -> tuple[int, int]:
 
 
 def _fill(queues: list[str], batch: int, events: int = EVENTS) -> None:
-    """Empty `queues`, bind them all, then publish `events` once: each holds the same events."""
-    from kombu import Connection
-
     from bench import loadgen
 
-    with Connection(URL) as conn:
-        for queue in queues:
-            conn.default_channel.queue_delete(queue)
-            loadgen.declare(conn, EXCHANGE, queue)
-    loadgen.publish(URL, events, batch=batch, exchange=EXCHANGE, queue=queues[0])
+    loadgen.refill(URL, events, queues, batch=batch, exchange=EXCHANGE)
 
 
 def _stored_rows(db: str) -> int:
@@ -190,9 +183,7 @@ def timeshared(batch: int, tmp: str, events: int = TIMESHARED) -> dict[str, Any]
     the end of the drain, and CPU seconds."""
     import sys
 
-    from kombu import Connection
-
-    from bench import timeshare
+    from bench import loadgen, timeshare
 
     modes = ("no_ack", "ack")
     queues = [f"evcam.bench.zeroloss.{mode}.{batch}" for mode in modes]
@@ -209,9 +200,7 @@ def timeshared(batch: int, tmp: str, events: int = TIMESHARED) -> dict[str, Any]
         left, _ = _queue_counts(queues[1])
     finally:
         progress.close()
-        with Connection(URL) as conn:
-            for queue in queues:
-                conn.default_channel.queue_delete(queue)
+        loadgen.delete_queues(URL, queues)
     figures: dict[str, Any] = {"left_in_queue": left}
     for turn, db in zip(turns, dbs, strict=True):
         if turn.returncode != 0 or len(turn.stops) != 3:
@@ -282,7 +271,7 @@ def _cell(value: float | None, width: int, spec: str = ".2f") -> str:
 def _main() -> dict[str, Any]:
     import statistics
 
-    from kombu import Connection
+    from bench import loadgen
 
     results: dict[str, Any] = {"events": EVENTS, "freq": FREQ, "rounds": ROUNDS}
     rows = []
@@ -321,8 +310,7 @@ def _main() -> dict[str, Any]:
                 values = [r[key] for r in shape["rounds"] if r[key] is not None]
                 shape[key] = statistics.median(values) if values else None
             results[f"{setup}, batch {batch}"] = shape
-            with Connection(URL) as conn:
-                conn.default_channel.queue_delete(queue)
+            loadgen.delete_queues(URL, [queue])
     print(f"{EVENTS} events drained into the SQL camera (SQLite), shots every {FREQ}s")
     print(
         f"{'setup':>20} {'batch':>5} {'mode':>7} {'seconds':>8} {'events/s':>10} "

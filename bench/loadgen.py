@@ -149,6 +149,23 @@ def publish(
     return sent
 
 
+def delete_queues(url: str, queues: list[str]) -> None:
+    """Delete `queues` (a benchmark's, before it fills them and when it is done)."""
+    with Connection(url) as conn:
+        for queue in queues:
+            conn.default_channel.queue_delete(queue)
+
+
+def refill(url: str, n_events: int, queues: list[str], *, batch: int, exchange: str) -> int:
+    """Empty `queues`, bind them all to `exchange`, then publish `n_events` events once: each
+    queue holds the same events. Returns the number of messages sent."""
+    delete_queues(url, queues)
+    with Connection(url) as conn:
+        for queue in queues[1:]:
+            declare(conn, exchange, queue)
+    return publish(url, n_events, batch=batch, exchange=exchange, queue=queues[0])
+
+
 def _pace(i: int, started: float, rate: float | None) -> None:
     if rate:
         delay = started + i / rate - time.monotonic()
